@@ -1,0 +1,97 @@
+/**
+ * buildApp(context): the fastify application with its plugins and routes, not listening.
+ * Routes reach the domain through the context; nothing here owns state.
+ */
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import websocket from '@fastify/websocket';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { AppContext } from './context.js';
+import { installErrorHandling } from './http/errors.js';
+import { CloseCode } from './protocol/kasgate-v1.js';
+import { healthRoutes } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { webhookRoutes } from './routes/webhooks.js';
+import { agentSocketRoutes } from './routes/agent-socket.js';
+import { adminRoutes } from './routes/admin/index.js';
+
+export const API_VERSION = '0.1.0';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    ctx: AppContext;
+  }
+}
+
+export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.log as FastifyBaseLogger,
+    // Requests are logged at debug level by the onResponse hook below, not twice at info.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: ctx.config.maxBodyBytes,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.decorate('ctx', ctx);
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandling(app);
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    ctx.metrics.httpDuration.observe(
+      { method: request.method, route, status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+    request.log.debug({ method: request.method, route, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'kasgate',
+        version: API_VERSION,
+        description:
+          'Instant GitOps for GitLab: takes push webhooks and notifies the agents allowed to see each project over their WebSockets.',
+      },
+      components: {
+        securitySchemes: {
+          adminToken: { type: 'http', scheme: 'bearer', description: 'KASGATE_ADMIN_TOKEN' },
+        },
+      },
+      tags: [
+        { name: 'webhooks', description: 'GitLab project, group and system hooks' },
+        { name: 'agents', description: 'Agent registry, tokens and grants' },
+        { name: 'observe', description: 'Connections, projects and the event log' },
+        { name: 'operations', description: 'Health, readiness, metrics' },
+      ],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(rateLimit, {
+    global: false,
+    ...(ctx.redis ? { redis: ctx.redis, nameSpace: `${ctx.config.redisPrefix}ratelimit:` } : {}),
+    skipOnError: true,
+  });
+  await app.register(websocket, {
+    options: { maxPayload: Math.max(4 * ctx.config.limits.maxFrameBytes, 1_048_576), perMessageDeflate: false },
+    preClose: async function closeRemainingSockets() {
+      for (const client of app.websocketServer.clients) client.close(CloseCode.ReplicaShutdown, 'replica shutting down');
+      await new Promise<void>((resolve) => app.websocketServer.close(() => resolve()));
+    },
+  });
+
+  await app.register(healthRoutes);
+  await app.register(metricsRoutes);
+  await app.register(webhookRoutes);
+  await app.register(agentSocketRoutes);
+  await app.register(adminRoutes, { prefix: '/api/v1' });
+  return app;
+}

@@ -1,0 +1,186 @@
+/**
+ * Environment → typed configuration. The only module of the gateway that reads the environment
+ * (it is handed `process.env` by the CLI). A bad value throws a ConfigError naming the variable.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const DURATION_UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** Parses `90s`, `15m`, `24h`, `7d` into milliseconds. */
+export function parseDuration(text: string): number | undefined {
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
+  if (!match) return undefined;
+  return Number(match[1]) * DURATION_UNITS_MS[match[2] as keyof typeof DURATION_UNITS_MS];
+}
+
+const optionalString = z
+  .string()
+  .transform((s) => s.trim())
+  .optional()
+  .transform((s) => (s ? s : undefined));
+
+const list = z
+  .string()
+  .optional()
+  .transform((s) => (s ?? '').split(',').map((item) => item.trim()).filter(Boolean));
+
+const int = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((s) => (s === undefined || s.trim() === '' ? String(fallback) : s.trim()))
+    .pipe(z.string().regex(/^\d+$/, 'must be a whole number'))
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const url = (protocols: string[]) =>
+  optionalString.refine(
+    (s) => {
+      if (s === undefined) return true;
+      try {
+        return protocols.includes(new URL(s).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be a URL (${protocols.join(' or ')})` },
+  );
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .optional()
+    .transform((s) => (s === undefined || s.trim() === '' ? fallback : s))
+    .transform((s, ctx) => {
+      const ms = parseDuration(s);
+      if (ms === undefined || ms <= 0) {
+        ctx.addIssue({ code: 'custom', message: 'must be a duration such as 90s, 15m, 24h or 7d' });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const EnvSchema = z.object({
+  PORT: int(8080, 0, 65535),
+  HOST: optionalString.transform((s) => s ?? '0.0.0.0'),
+  DATABASE_URL: url(['postgres:', 'postgresql:']),
+  KASGATE_DB_SCHEMA: optionalString.refine((s) => s === undefined || /^[a-z_][a-z0-9_]{0,62}$/.test(s), {
+    message: 'must be a lower-case SQL identifier',
+  }),
+  REDIS_URL: url(['redis:', 'rediss:']),
+  KASGATE_DATA_DIR: optionalString.transform((s) => s ?? './data'),
+  KASGATE_WEBHOOK_SECRETS: list,
+  KASGATE_WEBHOOK_SIGNING_KEYS: list.refine((keys) => keys.every((k) => /^whsec_[A-Za-z0-9+/=]+$/.test(k)), {
+    message: 'each key must look like whsec_<base64>',
+  }),
+  KASGATE_ADMIN_TOKEN: optionalString.refine((s) => s === undefined || s.length >= 16, {
+    message: 'must be at least 16 characters',
+  }),
+  KASGATE_REDIS_PREFIX: optionalString.transform((s) => s ?? 'kasgate:'),
+  KASGATE_EVENT_RETENTION: duration('24h'),
+  KASGATE_HEARTBEAT_SECONDS: int(30, 1, 3600),
+  KASGATE_MAX_BODY_BYTES: int(1_048_576, 1024, 26_214_400),
+  KASGATE_REPLICA_ID: optionalString,
+  KASGATE_DB_TIMEOUT_MS: int(1500, 100, 60_000),
+  KASGATE_MAX_FRAME_BYTES: int(65_536, 256, 16_777_216),
+  KASGATE_MAX_PROJECTS_PER_SUBSCRIBE: int(10_000, 1, 1_000_000),
+  KASGATE_MAX_CONNECTIONS_PER_AGENT: int(10, 1, 10_000),
+  KASGATE_MAX_BAD_FRAMES: int(5, 1, 1000),
+  KASGATE_MAX_SEND_BUFFER_BYTES: int(4_194_304, 1024, 1_073_741_824),
+  KASGATE_AUTH_FAILURES_PER_MINUTE: int(20, 1, 1_000_000),
+  KASGATE_DRAIN_SECONDS: int(5, 0, 300),
+  KASGATE_SWEEP_SECONDS: int(10, 1, 3600),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .optional()
+    .transform((s) => s ?? 'info'),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Absent → embedded PGlite under dataDir. */
+  databaseUrl: string | undefined;
+  /** Postgres schema holding kasgate's tables (created by the migrations). */
+  dbSchema: string;
+  /** Absent → in-process bus and presence (one replica only). */
+  redisUrl: string | undefined;
+  dataDir: string;
+  webhookSecrets: string[];
+  webhookSigningKeys: string[];
+  adminToken: string | undefined;
+  redisPrefix: string;
+  eventRetentionMs: number;
+  heartbeatSeconds: number;
+  maxBodyBytes: number;
+  replicaId: string;
+  dbTimeoutMs: number;
+  limits: {
+    maxFrameBytes: number;
+    maxProjectsPerSubscribe: number;
+    maxConnectionsPerAgent: number;
+    maxBadFrames: number;
+    maxSendBufferBytes: number;
+    authFailuresPerMinute: number;
+  };
+  drainSeconds: number;
+  sweepSeconds: number;
+  logLevel: string;
+}
+
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? 'environment');
+      const shown = name in env && !/SECRET|TOKEN|KEY|URL/.test(name) ? ` (got ${JSON.stringify(env[name])})` : '';
+      return `${name}: ${issue.message}${shown}`;
+    });
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  if (e.DATABASE_URL !== undefined) {
+    if (!e.KASGATE_ADMIN_TOKEN) {
+      throw new ConfigError('KASGATE_ADMIN_TOKEN: required when DATABASE_URL is set (only the embedded mode generates one)');
+    }
+    if (e.KASGATE_WEBHOOK_SECRETS.length === 0 && e.KASGATE_WEBHOOK_SIGNING_KEYS.length === 0) {
+      throw new ConfigError(
+        'KASGATE_WEBHOOK_SECRETS: set it (or KASGATE_WEBHOOK_SIGNING_KEYS) when DATABASE_URL is set (only the embedded mode generates one)',
+      );
+    }
+  }
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    dbSchema: e.KASGATE_DB_SCHEMA ?? 'public',
+    redisUrl: e.REDIS_URL,
+    dataDir: e.KASGATE_DATA_DIR,
+    webhookSecrets: e.KASGATE_WEBHOOK_SECRETS,
+    webhookSigningKeys: e.KASGATE_WEBHOOK_SIGNING_KEYS,
+    adminToken: e.KASGATE_ADMIN_TOKEN,
+    redisPrefix: e.KASGATE_REDIS_PREFIX,
+    eventRetentionMs: e.KASGATE_EVENT_RETENTION,
+    heartbeatSeconds: e.KASGATE_HEARTBEAT_SECONDS,
+    maxBodyBytes: e.KASGATE_MAX_BODY_BYTES,
+    replicaId: e.KASGATE_REPLICA_ID ?? `${hostname()}-${randomBytes(3).toString('hex')}`,
+    dbTimeoutMs: e.KASGATE_DB_TIMEOUT_MS,
+    limits: {
+      maxFrameBytes: e.KASGATE_MAX_FRAME_BYTES,
+      maxProjectsPerSubscribe: e.KASGATE_MAX_PROJECTS_PER_SUBSCRIBE,
+      maxConnectionsPerAgent: e.KASGATE_MAX_CONNECTIONS_PER_AGENT,
+      maxBadFrames: e.KASGATE_MAX_BAD_FRAMES,
+      maxSendBufferBytes: e.KASGATE_MAX_SEND_BUFFER_BYTES,
+      authFailuresPerMinute: e.KASGATE_AUTH_FAILURES_PER_MINUTE,
+    },
+    drainSeconds: e.KASGATE_DRAIN_SECONDS,
+    sweepSeconds: e.KASGATE_SWEEP_SECONDS,
+    logLevel: e.LOG_LEVEL,
+  };
+}

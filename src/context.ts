@@ -1,0 +1,197 @@
+/**
+ * The composition root: pools, Redis, stores, the hub and the dispatcher, wired once, and their
+ * shutdown in reverse order. Everything else receives what it needs from here.
+ */
+import type pg from 'pg';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { createPool } from './db/pool.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js';
+import { migrate } from './db/migrate.js';
+import { resolveSecrets } from './embedded-secrets.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createAgentStore, type AgentStore } from './agents/agent-store.js';
+import { createTokenStore, type TokenStore } from './agents/token-store.js';
+import { createCursorStore, type CursorStore } from './agents/cursor-store.js';
+import { createProjectStore, type ProjectStore } from './projects/project-store.js';
+import { createEventLog, type EventLog } from './events/event-log.js';
+import { startRetention } from './events/retention.js';
+import { createWebhookVerifier } from './gitlab/verify.js';
+import { createWebhookIngest, type WebhookIngest } from './gitlab/ingest.js';
+import { createInProcessBus, type Bus } from './fanout/bus.js';
+import { createRedisBus } from './fanout/redis-bus.js';
+import { createInProcessPresence, type Presence } from './fanout/presence.js';
+import { createRedisPresence } from './fanout/redis-presence.js';
+import { createHub, type Hub } from './fanout/hub.js';
+import { startDispatcher, type Dispatcher } from './fanout/dispatcher.js';
+import { applyControl } from './fanout/control.js';
+
+export interface AppContext {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  pool: pg.Pool;
+  redis: Redis | undefined;
+  adminToken: string;
+  agents: AgentStore;
+  tokens: TokenStore;
+  cursors: CursorStore;
+  projects: ProjectStore;
+  events: EventLog;
+  ingest: WebhookIngest;
+  bus: Bus;
+  presence: Presence;
+  hub: Hub;
+  dispatcher: Dispatcher;
+  retention: ReturnType<typeof startRetention>;
+  /** Per dependency: 'ok' or what is wrong. */
+  readiness(): Promise<Record<string, string>>;
+  close(): Promise<void>;
+}
+
+const REDIS_OPTIONS: RedisOptions = {
+  // Fail fast while Redis is away: Postgres is the log, and the sweep catches up afterwards.
+  maxRetriesPerRequest: 1,
+  commandTimeout: 1000,
+  connectTimeout: 2000,
+  retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+};
+
+async function connectRedis(url: string, log: Logger): Promise<{ client: Redis; subscriber: Redis }> {
+  const client = new Redis(url, { ...REDIS_OPTIONS, enableOfflineQueue: false, connectionName: 'kasgate' });
+  // The subscriber keeps its offline queue so that (re)subscribing works across reconnects.
+  const subscriber = new Redis(url, { ...REDIS_OPTIONS, commandTimeout: undefined, connectionName: 'kasgate-sub' });
+  for (const [name, conn] of [['client', client], ['subscriber', subscriber]] as const) {
+    conn.on('error', (err: Error) => log.debug({ err: err.message, conn: name }, 'redis error'));
+  }
+  const ready = new Promise<void>((resolve) => client.once('ready', () => resolve()));
+  const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 5000).unref());
+  if ((await Promise.race([ready, timeout])) === 'timeout') {
+    log.warn('redis is not reachable yet; starting anyway and retrying in the background');
+  }
+  return { client, subscriber };
+}
+
+export async function createContext(config: Config, log: Logger): Promise<AppContext> {
+  const closers: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const closer of closers.reverse()) await closer().catch((err: Error) => log.warn({ err: err.message }, 'error during shutdown'));
+  };
+
+  try {
+    let embedded: EmbeddedPostgres | undefined;
+    let connection: pg.ClientConfig;
+    if (config.databaseUrl === undefined) {
+      embedded = await startEmbeddedPostgres(config.dataDir);
+      closers.push(() => embedded!.close());
+      connection = embedded.connection;
+      log.info({ dataDir: config.dataDir }, 'DATABASE_URL not set: using embedded PGlite');
+    } else {
+      connection = { connectionString: config.databaseUrl };
+    }
+    await migrate(connection, config.dbSchema, log);
+    const pool = createPool(
+      { connection, schema: config.dbSchema, timeoutMs: config.dbTimeoutMs, max: embedded ? 4 : 10 },
+      log,
+    );
+    closers.push(() => pool.end());
+
+    const secrets = embedded
+      ? await resolveSecrets(config, log)
+      : { adminToken: config.adminToken!, webhookSecrets: config.webhookSecrets };
+
+    let redis: Redis | undefined;
+    let bus: Bus;
+    let presence: Presence;
+    const presenceTtlMs = 3 * config.heartbeatSeconds * 1000;
+    if (config.redisUrl !== undefined) {
+      const conns = await connectRedis(config.redisUrl, log);
+      closers.push(async () => {
+        conns.subscriber.disconnect();
+        await conns.client.quit().catch(() => conns.client.disconnect());
+      });
+      redis = conns.client;
+      bus = createRedisBus(conns.client, conns.subscriber, config.redisPrefix, log);
+      presence = createRedisPresence(conns.client, config.redisPrefix, presenceTtlMs);
+    } else {
+      log.warn('REDIS_URL not set: in-process bus and presence; only one replica is supported');
+      bus = createInProcessBus();
+      presence = createInProcessPresence(presenceTtlMs);
+    }
+    closers.push(() => bus.close());
+
+    const metrics = createMetrics();
+    const agents = createAgentStore(pool);
+    const tokens = createTokenStore(pool);
+    const cursors = createCursorStore(pool, log);
+    closers.push(() => cursors.close());
+    const projects = createProjectStore(pool);
+    const events = createEventLog(pool, {
+      log,
+      metrics,
+      onAppended: (batch) => {
+        bus.publish({ type: 'events', ...batch, storedAt: Date.now() }).catch((err: Error) => {
+          log.warn({ err: err.message, through: batch.events.at(-1)?.id }, 'doorbell not rung; replicas catch up by sweep');
+        });
+      },
+    });
+    closers.push(() => events.close());
+
+    const ingest = createWebhookIngest({
+      verifier: createWebhookVerifier(secrets.webhookSecrets, config.webhookSigningKeys),
+      events,
+      metrics,
+      deadlineMs: config.dbTimeoutMs + 300,
+    });
+
+    const hub = createHub({ events, agents, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
+    closers.push(async () => hub.stop());
+    const dispatcher = await startDispatcher({ events, hub, bus, metrics, log, sweepSeconds: config.sweepSeconds });
+    closers.push(() => dispatcher.stop());
+    bus.onMessage((message) => {
+      if (message.type !== 'events') applyControl(hub, message, log);
+    });
+    const retention = startRetention(pool, config.eventRetentionMs, log);
+    closers.push(() => retention.stop());
+
+    return {
+      config,
+      log,
+      metrics,
+      pool,
+      redis,
+      adminToken: secrets.adminToken,
+      agents,
+      tokens,
+      cursors,
+      projects,
+      events,
+      ingest,
+      bus,
+      presence,
+      hub,
+      dispatcher,
+      retention,
+      async readiness() {
+        const check = async (probe: () => Promise<unknown>) => {
+          try {
+            await probe();
+            return 'ok';
+          } catch (err) {
+            return (err as Error).message || 'unreachable';
+          }
+        };
+        const [postgres, redisState] = await Promise.all([
+          check(() => pool.query('SELECT 1')),
+          check(() => presence.ping()),
+        ]);
+        return { postgres, redis: redis ? redisState : 'ok (in-process)' };
+      },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * In embedded mode with no admin token or webhook secret configured, kasgate makes both once and
+ * keeps them in the data dir (mode 0600). The log says where they are, never what they are.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+
+interface StoredSecrets {
+  adminToken: string;
+  webhookSecret: string;
+}
+
+export const SECRETS_FILE = 'secrets.json';
+
+export async function resolveSecrets(config: Config, log: Logger): Promise<{ adminToken: string; webhookSecrets: string[] }> {
+  const needAdmin = config.adminToken === undefined;
+  const needWebhook = config.webhookSecrets.length === 0 && config.webhookSigningKeys.length === 0;
+  if (!needAdmin && !needWebhook) return { adminToken: config.adminToken!, webhookSecrets: config.webhookSecrets };
+
+  const path = join(resolve(config.dataDir), SECRETS_FILE);
+  let stored: StoredSecrets;
+  try {
+    stored = JSON.parse(await readFile(path, 'utf8')) as StoredSecrets;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`KASGATE_DATA_DIR: cannot read ${path}: ${(err as Error).message}`);
+    stored = { adminToken: randomBytes(32).toString('base64url'), webhookSecret: randomBytes(32).toString('base64url') };
+    await mkdir(resolve(config.dataDir), { recursive: true });
+    await writeFile(path, `${JSON.stringify(stored, null, 2)}\n`, { mode: 0o600 });
+    log.info({ file: path }, 'generated an admin token and a webhook secret for embedded mode');
+  }
+  log.info(
+    { file: path, adminTokenFrom: needAdmin ? 'file' : 'KASGATE_ADMIN_TOKEN', webhookSecretFrom: needWebhook ? 'file' : 'environment' },
+    `embedded mode: the admin token and webhook secret are in ${path}`,
+  );
+  return {
+    adminToken: config.adminToken ?? stored.adminToken,
+    webhookSecrets: needWebhook ? [stored.webhookSecret] : config.webhookSecrets,
+  };
+}

@@ -1,0 +1,187 @@
+/**
+ * One agent connection: its subscription, its position in the log, and every frame written to
+ * it. Live events arrive through the hub; while a replay runs they are buffered, then merged in
+ * id order, so the agent sees no gap and no reordering between stored and live events.
+ */
+import type { WebSocket } from 'ws';
+import { isGranted, mayReceive, normalizePath, subscriptionAccess, type AgentAccess } from '../agents/access-rule.js';
+import { CloseCode, type PushFrame, type ServerFrame } from '../protocol/kasgate-v1.js';
+import type { StoredEvent } from '../events/push-event.js';
+import type { ConnectionRecord } from './presence.js';
+import { replay, type ReplayDeps } from './replay.js';
+
+/** Events buffered while a replay runs; past it, the buffer is dropped and re-read from the log. */
+const MAX_REPLAY_BUFFER = 10_000;
+/** After asking a socket to close, give it this long before cutting it. */
+const CLOSE_GRACE_MS = 2000;
+
+export function pushFrameOf(event: StoredEvent): PushFrame {
+  return {
+    type: 'push',
+    eventId: event.id,
+    project: { id: event.projectId, path: event.projectPath, defaultBranch: event.defaultBranch },
+    ref: event.ref,
+    before: event.before,
+    after: event.after,
+    receivedAt: event.receivedAt,
+  };
+}
+
+export interface SessionIdentity {
+  connectionId: string;
+  agentId: string;
+  agentName: string;
+  tokenId: string;
+  replicaId: string;
+  remoteAddress: string;
+}
+
+export interface SessionLimits {
+  maxSendBufferBytes: number;
+}
+
+export class AgentSession {
+  readonly connectedAt = new Date().toISOString();
+  lastPongAt = Date.now();
+  lastHeartbeatAt = this.connectedAt;
+  /** Lower-cased path → as the agent spelled it. */
+  projects = new Map<string, string>();
+  /** Highest event id written (or deliberately skipped) on this connection. */
+  lastSentId = 0n;
+  subscribedOnce = false;
+  badFrames = 0;
+
+  private grantedPaths = new Set<string>();
+  private replaying = false;
+  private buffer: { event: StoredEvent; frame: Buffer }[] = [];
+  private bufferOverflowed = false;
+  private closing = false;
+  private work: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly id: SessionIdentity,
+    private access: AgentAccess,
+    private readonly ws: WebSocket,
+    private readonly limits: SessionLimits,
+    private readonly onSlowConsumer: () => void,
+  ) {}
+
+  get agentId(): string {
+    return this.id.agentId;
+  }
+
+  get isOpen(): boolean {
+    return !this.closing && this.ws.readyState === this.ws.OPEN;
+  }
+
+  record(): ConnectionRecord {
+    return {
+      connectionId: this.id.connectionId,
+      agentId: this.id.agentId,
+      agentName: this.id.agentName,
+      replicaId: this.id.replicaId,
+      remoteAddress: this.id.remoteAddress,
+      connectedAt: this.connectedAt,
+      lastHeartbeatAt: this.lastHeartbeatAt,
+      projects: [...this.projects.values()],
+    };
+  }
+
+  /** Runs subscription work one at a time, in the order the frames arrived. */
+  enqueue(task: () => Promise<void>): void {
+    this.work = this.work.then(task, task);
+  }
+
+  setAccess(access: AgentAccess): void {
+    this.access = access;
+    this.grantedPaths = new Set([...this.projects.keys()].filter((p) => isGranted(access, p)));
+  }
+
+  /** Replaces the subscription; returns the lower-cased paths. Entering replay mode is atomic with it. */
+  setProjects(paths: string[], startReplay: boolean): string[] {
+    this.projects = new Map(paths.map((p) => [normalizePath(p), p]));
+    this.grantedPaths = new Set([...this.projects.keys()].filter((p) => isGranted(this.access, p)));
+    if (startReplay) {
+      this.replaying = true;
+      this.buffer = [];
+      this.bufferOverflowed = false;
+    }
+    return [...this.projects.keys()];
+  }
+
+  /** Hub entry point for a live event of a subscribed project. Returns whether a frame was written. */
+  offer(event: StoredEvent, frame: Buffer, lowerPath: string, isPublic: boolean): boolean {
+    if (!isPublic && !this.grantedPaths.has(lowerPath)) return false;
+    if (this.replaying) {
+      if (this.buffer.length < MAX_REPLAY_BUFFER) this.buffer.push({ event, frame });
+      else this.bufferOverflowed = true;
+      return false;
+    }
+    return this.writeEvent(event.id, frame);
+  }
+
+  /** Writes a push frame unless the connection already passed this id. */
+  writeEvent(eventId: string, frame: Buffer): boolean {
+    const id = BigInt(eventId);
+    if (id <= this.lastSentId || !this.isOpen) return false;
+    if (this.ws.bufferedAmount + frame.length > this.limits.maxSendBufferBytes) {
+      this.onSlowConsumer();
+      this.close(CloseCode.SlowConsumer, 'send buffer full: reconnect and resume');
+      return false;
+    }
+    this.ws.send(frame, { binary: false });
+    this.lastSentId = id;
+    return true;
+  }
+
+  /** Replay from `after`, then merge the events buffered meanwhile and go live. */
+  async replayFrom(after: string, deps: ReplayDeps): Promise<void> {
+    this.lastSentId = BigInt(after);
+    await replay(this, deps);
+  }
+
+  /** Takes what arrived during replay; the caller decides whether to re-read (overflow) or go live. */
+  takeBuffer(): { events: { event: StoredEvent; frame: Buffer }[]; overflowed: boolean } {
+    const taken = { events: this.buffer, overflowed: this.bufferOverflowed };
+    this.buffer = [];
+    this.bufferOverflowed = false;
+    return taken;
+  }
+
+  goLive(): void {
+    this.replaying = false;
+  }
+
+  /** The `subscribed` frame's list, given the last known visibility of each lower-cased path. */
+  subscriptionAnswer(visibility: Map<string, number | null>): { path: string; access: 'granted' | 'unverified' }[] {
+    return [...this.projects].map(([lower, path]) => ({ path, access: subscriptionAccess(this.access, lower, visibility.get(lower)) }));
+  }
+
+  mayReceive(event: StoredEvent): boolean {
+    return this.projects.has(normalizePath(event.projectPath)) && mayReceive(this.access, event);
+  }
+
+  send(frame: ServerFrame): void {
+    if (this.isOpen) this.ws.send(JSON.stringify(frame));
+  }
+
+  sendError(code: string, message: string): void {
+    this.send({ type: 'error', code, message });
+  }
+
+  ping(): void {
+    if (this.isOpen) this.ws.ping();
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.replaying = false;
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+    setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
+  }
+}

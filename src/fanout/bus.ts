@@ -1,0 +1,43 @@
+/**
+ * The bus between replicas: the fan-out doorbell ("events were appended") and control messages
+ * (revocations, grant changes). Redis pub/sub with replicas; an in-process emitter in embedded
+ * mode. It is a doorbell, never the log: a lost message is recovered from Postgres.
+ */
+import type { AppendedBatch } from '../events/event-log.js';
+
+export type BusMessage =
+  | ({ type: 'events'; storedAt: number } & AppendedBatch)
+  /** Close the agent's sockets with 4401: all of them, or only those on one token. */
+  | { type: 'revoke'; agentId: string; tokenId?: string }
+  /** The agent's grants or config project changed: recompute its access. */
+  | { type: 'agent_changed'; agentId: string };
+
+export interface Bus {
+  /** Resolves once handed to the transport; rejects when it is down (the sweep catches up). */
+  publish(message: BusMessage): Promise<void>;
+  onMessage(handler: (message: BusMessage) => void): void;
+  /** Called after the transport comes back from an outage, when messages may have been missed. */
+  onReconnect(handler: () => void): void;
+  readonly kind: 'redis' | 'in-process';
+  close(): Promise<void>;
+}
+
+export function createInProcessBus(): Bus {
+  const handlers: ((message: BusMessage) => void)[] = [];
+  return {
+    kind: 'in-process',
+    async publish(message) {
+      // Asynchronous like a real transport, so publishers never re-enter their subscribers.
+      queueMicrotask(() => {
+        for (const handler of handlers) handler(message);
+      });
+    },
+    onMessage(handler) {
+      handlers.push(handler);
+    },
+    onReconnect() {},
+    async close() {
+      handlers.length = 0;
+    },
+  };
+}

@@ -1,0 +1,28 @@
+/**
+ * Control messages between replicas: revocations and access changes. Published on the bus so
+ * every replica (this one included) applies them; if the bus is down, applied here at least,
+ * and the other replicas' heartbeat token check closes revoked sockets there.
+ */
+import type { Logger } from 'pino';
+import type { Bus, BusMessage } from './bus.js';
+import type { Hub } from './hub.js';
+
+export type ControlMessage = Exclude<BusMessage, { type: 'events' }>;
+
+export function applyControl(hub: Hub, message: ControlMessage, log: Logger): void {
+  if (message.type === 'revoke') {
+    const closed = hub.revoke(message.agentId, message.tokenId);
+    if (closed > 0) log.info({ agentId: message.agentId, tokenId: message.tokenId, closed }, 'closed revoked agent sockets');
+  } else {
+    hub.refreshAccess(message.agentId).catch((err: Error) => log.warn({ err: err.message }, 'could not refresh agent access'));
+  }
+}
+
+export async function sendControl(deps: { bus: Bus; hub: Hub; log: Logger }, message: ControlMessage): Promise<void> {
+  try {
+    await deps.bus.publish(message);
+  } catch (err) {
+    deps.log.warn({ err: (err as Error).message, type: message.type }, 'bus unavailable; applying the control message on this replica only');
+    applyControl(deps.hub, message, deps.log);
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * The per-replica hub: the index project → local sessions, so a push costs O(subscribers of that
+ * project), plus the replica-wide chores on those sessions (heartbeat, presence refresh,
+ * revocation, drain).
+ */
+import type { Logger } from 'pino';
+import { buildAccess, VISIBILITY_PUBLIC, normalizePath } from '../agents/access-rule.js';
+import type { AgentStore } from '../agents/agent-store.js';
+import type { EventLog } from '../events/event-log.js';
+import type { StoredEvent } from '../events/push-event.js';
+import type { Metrics } from '../metrics.js';
+import { CloseCode } from '../protocol/kasgate-v1.js';
+import { pushFrameOf, type AgentSession } from './agent-session.js';
+import type { Presence } from './presence.js';
+
+export interface HubDeps {
+  events: Pick<EventLog, 'countDeliveries'>;
+  agents: Pick<AgentStore, 'accessInputs'>;
+  presence: Presence;
+  metrics: Metrics;
+  log: Logger;
+  heartbeatSeconds: number;
+}
+
+export function createHub(deps: HubDeps) {
+  const byProject = new Map<string, Set<AgentSession>>();
+  const byAgent = new Map<string, Set<AgentSession>>();
+  const sessions = new Set<AgentSession>();
+  let accepting = true;
+
+  function unindex(session: AgentSession): void {
+    for (const path of session.projects.keys()) {
+      const set = byProject.get(path);
+      set?.delete(session);
+      if (set?.size === 0) byProject.delete(path);
+    }
+  }
+
+  function heartbeat(): void {
+    const now = Date.now();
+    const deadline = 2 * deps.heartbeatSeconds * 1000;
+    for (const session of sessions) {
+      if (now - session.lastPongAt > deadline) session.close(CloseCode.HeartbeatMissed, 'heartbeat missed');
+      else session.ping();
+    }
+    const records = [...sessions].filter((s) => s.isOpen).map((s) => s.record());
+    deps.presence.refresh(records).catch((err: Error) => {
+      deps.log.warn({ err: err.message, connections: records.length }, 'presence refresh failed; retrying at the next heartbeat');
+    });
+  }
+  const heartbeatTimer = setInterval(heartbeat, deps.heartbeatSeconds * 1000);
+  heartbeatTimer.unref();
+
+  return {
+    get accepting(): boolean {
+      return accepting;
+    },
+
+    get size(): number {
+      return sessions.size;
+    },
+
+    add(session: AgentSession): void {
+      sessions.add(session);
+      let mine = byAgent.get(session.agentId);
+      if (!mine) byAgent.set(session.agentId, (mine = new Set()));
+      mine.add(session);
+      deps.metrics.connectedAgents.set(sessions.size);
+    },
+
+    remove(session: AgentSession): void {
+      if (!sessions.delete(session)) return;
+      unindex(session);
+      const mine = byAgent.get(session.agentId);
+      mine?.delete(session);
+      if (mine?.size === 0) byAgent.delete(session.agentId);
+      deps.metrics.connectedAgents.set(sessions.size);
+    },
+
+    localCount(agentId: string): number {
+      return byAgent.get(agentId)?.size ?? 0;
+    },
+
+    /** Re-indexes a session under its new subscription (see AgentSession.setProjects). */
+    subscribe(session: AgentSession, paths: string[], startReplay: boolean): string[] {
+      unindex(session);
+      const lower = session.setProjects(paths, startReplay);
+      if (!sessions.has(session)) return lower;
+      for (const path of lower) {
+        let set = byProject.get(path);
+        if (!set) byProject.set(path, (set = new Set()));
+        set.add(session);
+      }
+      return lower;
+    },
+
+    /** Writes one event to every local session that may see it. The frame is serialized once. */
+    dispatch(event: StoredEvent, storedAt?: number): void {
+      const path = normalizePath(event.projectPath);
+      const subscribers = byProject.get(path);
+      if (!subscribers) return;
+      const frame = Buffer.from(JSON.stringify(pushFrameOf(event)));
+      const isPublic = event.visibility === VISIBILITY_PUBLIC;
+      let written = 0;
+      for (const session of subscribers) if (session.offer(event, frame, path, isPublic)) written++;
+      if (written > 0) {
+        deps.metrics.pushesDelivered.inc(written);
+        deps.events.countDeliveries(event.id, written);
+        if (storedAt !== undefined) deps.metrics.fanoutLatency.observe(Math.max(0, Date.now() - storedAt) / 1000);
+      }
+    },
+
+    /** Closes the agent's sockets here (all of them, or those on one token) with 4401. */
+    revoke(agentId: string, tokenId?: string): number {
+      let closed = 0;
+      for (const session of byAgent.get(agentId) ?? []) {
+        if (tokenId === undefined || session.id.tokenId === tokenId) {
+          session.close(CloseCode.Revoked, tokenId ? 'token revoked' : 'agent deleted');
+          closed++;
+        }
+      }
+      return closed;
+    },
+
+    /** Grants or config project changed somewhere: recompute the agent's access on local sessions. */
+    async refreshAccess(agentId: string): Promise<void> {
+      const local = byAgent.get(agentId);
+      if (!local || local.size === 0) return;
+      const inputs = (await deps.agents.accessInputs([agentId])).get(agentId);
+      if (!inputs) return; // deleted: the revoke message closes the sockets
+      const access = buildAccess(agentId, inputs.configProject, inputs.grants);
+      for (const session of local) session.setAccess(access);
+    },
+
+    list(): AgentSession[] {
+      return [...sessions];
+    },
+
+    /**
+     * Stops accepting, then closes every socket with 1012, spread over the window so the
+     * agents' reconnects don't land on the other replicas all at once.
+     */
+    async drain(windowMs: number): Promise<void> {
+      accepting = false;
+      const all = [...sessions];
+      if (all.length === 0) return;
+      const step = windowMs / all.length;
+      await Promise.all(
+        all.map(
+          (session, i) =>
+            new Promise<void>((resolve) => {
+              setTimeout(() => {
+                session.close(CloseCode.ReplicaShutdown, 'replica shutting down; reconnect');
+                resolve();
+              }, i * step);
+            }),
+        ),
+      );
+    },
+
+    stop(): void {
+      clearInterval(heartbeatTimer);
+      for (const session of sessions) session.close(CloseCode.ReplicaShutdown, 'replica shutting down; reconnect');
+    },
+  };
+}
+
+export type Hub = ReturnType<typeof createHub>;

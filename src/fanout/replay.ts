@@ -1,0 +1,76 @@
+/**
+ * Replay: sends a session every stored event after its position that the access rule allows,
+ * then merges the live events buffered meanwhile and switches it to live. The merge and the
+ * switch run without an await in between, so no live event can slip past.
+ */
+import type { Logger } from 'pino';
+import type { EventLog } from '../events/event-log.js';
+import type { Metrics } from '../metrics.js';
+import type { AgentSession } from './agent-session.js';
+import { pushFrameOf } from './agent-session.js';
+
+const PAGE = 500;
+const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
+
+export interface ReplayDeps {
+  events: Pick<EventLog, 'readAfter' | 'prunedThrough' | 'highestId' | 'countDeliveries'>;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** Retries a read while the session lives: a Postgres outage must not drop connected agents. */
+async function whileOpen<T>(session: AgentSession, deps: ReplayDeps, read: () => Promise<T>): Promise<T | undefined> {
+  for (let attempt = 0; session.isOpen; attempt++) {
+    try {
+      return await read();
+    } catch (err) {
+      const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
+      deps.log.warn({ err: (err as Error).message, connectionId: session.id.connectionId, retryInMs: delay }, 'replay read failed');
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+  return undefined;
+}
+
+export async function replay(session: AgentSession, deps: ReplayDeps): Promise<void> {
+  const bounds = await whileOpen(session, deps, async () => ({
+    pruned: BigInt(await deps.events.prunedThrough()),
+    highest: BigInt(await deps.events.highestId()),
+  }));
+  if (!bounds) return;
+  // Older than the retained log, or ahead of it (a log that was reset): pushes may have been missed.
+  if (session.lastSentId < bounds.pruned || session.lastSentId > bounds.highest) {
+    session.send({ type: 'resync', reason: 'cursor_expired' });
+    deps.metrics.resyncsSent.inc();
+    session.lastSentId = session.lastSentId < bounds.pruned ? bounds.pruned : bounds.highest;
+  }
+
+  const projects = [...session.projects.keys()];
+  for (;;) {
+    const page = await whileOpen(session, deps, () => deps.events.readAfter(String(session.lastSentId), PAGE, projects));
+    if (!page) return;
+    for (const event of page) {
+      if (session.mayReceive(event) && session.writeEvent(event.id, Buffer.from(JSON.stringify(pushFrameOf(event))))) {
+        deps.metrics.eventsReplayed.inc();
+        deps.metrics.pushesDelivered.inc();
+        deps.events.countDeliveries(event.id, 1);
+      }
+      const id = BigInt(event.id);
+      if (id > session.lastSentId) session.lastSentId = id;
+    }
+    if (page.length === PAGE) continue;
+
+    // Caught up with the log: merge what the hub buffered meanwhile, then go live.
+    // An overflowed buffer lost events: read them from the log again instead.
+    const { events, overflowed } = session.takeBuffer();
+    if (overflowed) continue;
+    for (const { event, frame } of events) {
+      if (session.writeEvent(event.id, frame)) {
+        deps.metrics.pushesDelivered.inc();
+        deps.events.countDeliveries(event.id, 1);
+      }
+    }
+    session.goLive();
+    return;
+  }
+}

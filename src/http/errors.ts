@@ -1,0 +1,75 @@
+/** The one error body of every HTTP answer, `{"error":{"code","message"}}`, and the handler that writes it. */
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { isStoreUnavailable } from '../db/pool.js';
+
+export const ErrorBody = z
+  .object({ error: z.object({ code: z.string(), message: z.string() }) })
+  .meta({ id: 'Error', description: 'Every error answer has this shape' });
+
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+export class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const errorBody = (code: string, message: string): ErrorBody => ({ error: { code, message } });
+
+export const notFound = (what: string) => new HttpError(404, 'not_found', `${what} not found`);
+
+/** Response schemas for the error statuses a route can answer with. */
+export function errorResponses<S extends number>(...statuses: S[]): Record<S, typeof ErrorBody> {
+  return Object.fromEntries(statuses.map((s) => [s, ErrorBody])) as Record<S, typeof ErrorBody>;
+}
+
+/** Fastify's own client errors, by code, in the contract's words. */
+const FASTIFY_CLIENT_ERRORS: Record<string, { status: number; code: string; message: string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'body_too_large', message: 'body: larger than the configured limit' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'invalid_json', message: 'body: empty, expected JSON' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'unsupported_media_type', message: 'body: unsupported content type' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'invalid_content_length', message: 'Content-Length does not match the body' },
+};
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send(errorBody('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`));
+  });
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err instanceof HttpError) {
+      return reply.code(err.statusCode).send(errorBody(err.code, err.message));
+    }
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const where = err.validationContext ?? 'request';
+      const message = err.validation
+        .map((v) => {
+          const field = v.instancePath.replace(/^\//, '').replaceAll('/', '.');
+          return `${where}${field ? `.${field}` : ''}: ${v.message}`;
+        })
+        .join('; ');
+      return reply.code(400).send(errorBody('invalid_request', message));
+    }
+    const known = err.code ? FASTIFY_CLIENT_ERRORS[err.code] : undefined;
+    if (known) return reply.code(known.status).send(errorBody(known.code, known.message));
+    if (err instanceof SyntaxError || err.statusCode === 400) {
+      return reply.code(400).send(errorBody('invalid_json', `body: ${err.message}`));
+    }
+    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.code(err.statusCode).send(errorBody('bad_request', err.message));
+    }
+    if (isStoreUnavailable(err)) {
+      request.log.warn({ err: err.message }, 'postgres unavailable');
+      return reply.code(503).header('retry-after', '5').send(errorBody('store_unavailable', 'the database is unavailable; retry later'));
+    }
+    if (isResponseSerializationError(err)) request.log.error({ err }, 'response did not match its schema');
+    else request.log.error({ err }, 'request failed');
+    return reply.code(500).send(errorBody('internal_error', 'internal error; see the gateway log'));
+  });
+}

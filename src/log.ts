@@ -1,0 +1,26 @@
+import { pino, type Logger } from 'pino';
+
+/** Paths that could ever carry a secret; pino replaces them before anything is written. */
+const REDACT = [
+  'req.headers.authorization',
+  'req.headers["x-gitlab-token"]',
+  'req.headers["webhook-signature"]',
+  'headers.authorization',
+  'headers["x-gitlab-token"]',
+  '*.token',
+  '*.adminToken',
+  '*.webhookSecret',
+  '*.webhookSecrets',
+  '*.webhookSigningKeys',
+  'token',
+  'adminToken',
+];
+
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    base: { service: 'kasgate' },
+    redact: { paths: REDACT, censor: '[redacted]' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  });
+}

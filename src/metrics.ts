@@ -1,0 +1,85 @@
+/** Every gateway metric, on a registry of its own (several apps can share a process in tests). */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    httpDuration: new Histogram({
+      name: 'kasgate_http_request_duration_seconds',
+      help: 'HTTP request duration by route, method and status code',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    webhooks: new Counter({
+      name: 'kasgate_webhooks_total',
+      help: 'GitLab webhooks by event kind and outcome',
+      labelNames: ['kind', 'outcome'] as const,
+      registers,
+    }),
+    ingestDuration: new Histogram({
+      name: 'kasgate_webhook_ingest_duration_seconds',
+      help: 'Time from webhook arrival to its answer, for pushes that reached the event log',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2],
+      registers,
+    }),
+    appendBatchSize: new Histogram({
+      name: 'kasgate_event_append_batch_size',
+      help: 'Events written per group commit',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers,
+    }),
+    connectedAgents: new Gauge({
+      name: 'kasgate_agent_connections',
+      help: 'Agent WebSocket connections open on this replica',
+      registers,
+    }),
+    pushesDelivered: new Counter({
+      name: 'kasgate_pushes_delivered_total',
+      help: 'Push frames written to agent sockets (live and replayed)',
+      registers,
+    }),
+    framesRejected: new Counter({
+      name: 'kasgate_frames_rejected_total',
+      help: 'Agent frames rejected, by error code',
+      labelNames: ['code'] as const,
+      registers,
+    }),
+    fanoutLatency: new Histogram({
+      name: 'kasgate_fanout_latency_seconds',
+      help: 'Time from an event being stored to its frame written to every local subscriber',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    eventsReplayed: new Counter({
+      name: 'kasgate_events_replayed_total',
+      help: 'Push frames sent from the event log on subscribe (replay)',
+      registers,
+    }),
+    resyncsSent: new Counter({
+      name: 'kasgate_resyncs_sent_total',
+      help: 'resync frames sent because a cursor was older than the retained log',
+      registers,
+    }),
+    doorbellGapsRecovered: new Counter({
+      name: 'kasgate_doorbell_gaps_recovered_total',
+      help: 'Events this replica read from Postgres because their doorbell was missed or late',
+      registers,
+    }),
+    slowConsumersClosed: new Counter({
+      name: 'kasgate_slow_consumers_closed_total',
+      help: 'Agent sockets closed because their send buffer went over the bound',
+      registers,
+    }),
+    authFailures: new Counter({
+      name: 'kasgate_agent_auth_failures_total',
+      help: 'Agent connection attempts refused for a bad, revoked or deleted token',
+      registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

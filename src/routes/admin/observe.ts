@@ -1,0 +1,137 @@
+/** Read-only views: live connections (presence, all replicas), a project's watchers, the event log. */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { buildAccess, normalizePath, subscriptionAccess } from '../../agents/access-rule.js';
+import { errorResponses, notFound } from '../../http/errors.js';
+import { EventId } from '../../protocol/kasgate-v1.js';
+import { AgentIdParams, Connections } from './schemas.js';
+
+const security = [{ adminToken: [] }];
+
+const LoggedEvent = z
+  .object({
+    id: z.string(),
+    kind: z.enum(['push', 'tag_push']),
+    projectId: z.number(),
+    projectPath: z.string(),
+    visibility: z.number().nullable().meta({ description: 'visibility_level carried by the push; null when unknown' }),
+    defaultBranch: z.string().nullable(),
+    ref: z.string(),
+    before: z.string(),
+    after: z.string(),
+    checkoutSha: z.string().nullable(),
+    userUsername: z.string().nullable(),
+    receivedAt: z.string(),
+    deliveredCount: z.number().meta({ description: 'Push frames written to agent connections (replays included)' }),
+  })
+  .meta({ id: 'Event' });
+
+const ProjectView = z.object({
+  project: z
+    .object({
+      id: z.number(),
+      path: z.string(),
+      visibility: z.number().nullable(),
+      defaultBranch: z.string().nullable(),
+      lastEventId: z.string().nullable(),
+      updatedAt: z.string(),
+    })
+    .nullable()
+    .meta({ description: 'As last seen in a push; null when no push was seen yet' }),
+  watchers: z.array(
+    z.object({
+      agentId: z.string(),
+      agentName: z.string(),
+      connectionId: z.string(),
+      replicaId: z.string(),
+      access: z.enum(['granted', 'unverified']),
+    }),
+  ),
+});
+
+export const observeRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { ctx } = app;
+
+  app.get(
+    '/connections',
+    {
+      schema: {
+        tags: ['observe'],
+        summary: 'Live agent connections on every replica',
+        security,
+        response: { 200: Connections, ...errorResponses(401) },
+      },
+    },
+    async () => ({ connections: await ctx.presence.list() }),
+  );
+
+  app.get(
+    '/agents/:id/connections',
+    {
+      schema: {
+        tags: ['observe'],
+        summary: "The agent's live connections on every replica",
+        security,
+        params: AgentIdParams,
+        response: { 200: Connections, ...errorResponses(401, 404) },
+      },
+    },
+    async (request) => {
+      if (!(await ctx.agents.get(request.params.id))) throw notFound('agent');
+      return { connections: await ctx.presence.listForAgent(request.params.id) };
+    },
+  );
+
+  app.get(
+    '/projects/*',
+    {
+      schema: {
+        tags: ['observe'],
+        summary: 'A project by numeric id or path (plain or URL-encoded): last known state, and who watches it',
+        security,
+        params: z.object({ '*': z.string().min(1).max(1024) }),
+        response: { 200: ProjectView, ...errorResponses(401, 404) },
+      },
+    },
+    async (request) => {
+      const idOrPath = decodeURIComponent(request.params['*']);
+      const project = await ctx.projects.find(idOrPath);
+      const path = normalizePath(project?.path ?? idOrPath);
+      const watching = (await ctx.presence.list()).filter((c) => c.projects.some((p) => normalizePath(p) === path));
+      if (!project && watching.length === 0) throw notFound('project');
+      const inputs = await ctx.agents.accessInputs([...new Set(watching.map((c) => c.agentId))]);
+      const watchers = watching.flatMap((c) => {
+        const input = inputs.get(c.agentId);
+        if (!input) return [];
+        const access = subscriptionAccess(buildAccess(c.agentId, input.configProject, input.grants), path, project?.visibility);
+        return [{ agentId: c.agentId, agentName: c.agentName, connectionId: c.connectionId, replicaId: c.replicaId, access }];
+      });
+      return { project: project ?? null, watchers };
+    },
+  );
+
+  app.get(
+    '/events',
+    {
+      schema: {
+        tags: ['observe'],
+        summary: 'The push event log, oldest first, after an event id',
+        security,
+        querystring: z.object({
+          project: z.string().min(1).max(1024).optional().meta({ description: 'Project path (any case) or numeric id' }),
+          after: EventId.optional(),
+          limit: z.coerce.number().int().min(1).max(1000).default(100),
+        }),
+        response: {
+          200: z.object({ events: z.array(LoggedEvent), nextAfter: z.string().nullable() }),
+          ...errorResponses(400, 401),
+        },
+      },
+    },
+    async (request) => {
+      const { project, after, limit } = request.query;
+      const events = await ctx.events.list({ project, after, limit });
+      return { events, nextAfter: events.length === limit ? events.at(-1)!.id : null };
+    },
+  );
+};

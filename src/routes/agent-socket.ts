@@ -1,0 +1,192 @@
+/**
+ * GET /agent/v1/connect: the kasgate.v1 WebSocket. The agent token is checked before the upgrade
+ * (a bad one gets HTTP 401 and no socket); then frames flow as DESIGN.md "Agent protocol" says.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { RawData, WebSocket } from 'ws';
+import { buildAccess, type AgentAccess } from '../agents/access-rule.js';
+import type { AuthenticatedToken } from '../agents/token-store.js';
+import { isStoreUnavailable } from '../db/pool.js';
+import { AgentSession } from '../fanout/agent-session.js';
+import { HttpError } from '../http/errors.js';
+import {
+  CloseCode,
+  CONNECT_PATH,
+  ErrorCode,
+  parseClientFrame,
+  SUBPROTOCOL,
+  type SubscribeFrame,
+} from '../protocol/kasgate-v1.js';
+import type { AppContext } from '../context.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    agentAuth?: { token: AuthenticatedToken; access: AgentAccess };
+  }
+}
+
+const bearer = (header: string | undefined) => /^Bearer\s+(\S+)$/i.exec(header ?? '')?.[1];
+
+function byteLength(data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0);
+  return data instanceof ArrayBuffer ? data.byteLength : data.length;
+}
+
+function text(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data as ArrayBuffer).toString('utf8');
+}
+
+export const agentSocketRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { ctx } = app;
+  const { limits } = ctx.config;
+  const limitAuthFailures = app.rateLimit({
+    max: limits.authFailuresPerMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) => request.ip,
+    errorResponseBuilder: (_request, context) =>
+      new HttpError(429, 'too_many_auth_failures', `too many failed agent authentications; retry in ${context.after}`),
+  });
+
+  app.addHook('preValidation', async (request, reply) => {
+    if (!ctx.hub.accepting) throw new HttpError(503, 'draining', 'this replica is shutting down; connect to another');
+    const offered = String(request.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    if (!offered.includes(SUBPROTOCOL)) {
+      throw new HttpError(400, 'unsupported_protocol', `offer the WebSocket subprotocol ${SUBPROTOCOL}`);
+    }
+    const presented = bearer(request.headers.authorization);
+    let token: AuthenticatedToken | undefined;
+    let grants;
+    try {
+      token = presented ? await ctx.tokens.authenticate(presented) : undefined;
+      grants = token ? await ctx.agents.getGrants(token.agentId) : undefined;
+    } catch (err) {
+      if (isStoreUnavailable(err)) throw new HttpError(503, 'store_unavailable', 'the database is unavailable; retry later');
+      throw err;
+    }
+    if (!token || !grants) {
+      ctx.metrics.authFailures.inc();
+      await limitAuthFailures.call(app, request, reply);
+      throw new HttpError(401, 'unauthorized', 'a valid agent token is required: Authorization: Bearer kgagent_…');
+    }
+    request.agentAuth = { token, access: buildAccess(token.agentId, token.configProject, grants) };
+  });
+
+  app.get(CONNECT_PATH, { websocket: true, schema: { hide: true } }, (socket, request) => {
+    const auth = request.agentAuth!;
+    openSession(ctx, socket, auth.token, auth.access, request.ip);
+  });
+};
+
+function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, access: AgentAccess, remoteAddress: string) {
+  const { config, hub, presence, metrics, log } = ctx;
+  const { limits } = config;
+  const session = new AgentSession(
+    {
+      connectionId: randomUUID(),
+      agentId: token.agentId,
+      agentName: token.agentName,
+      tokenId: token.tokenId,
+      replicaId: config.replicaId,
+      remoteAddress,
+    },
+    access,
+    ws,
+    { maxSendBufferBytes: limits.maxSendBufferBytes },
+    () => metrics.slowConsumersClosed.inc(),
+  );
+  const connLog = log.child({ agentId: token.agentId, connectionId: session.id.connectionId });
+  let registered = false;
+
+  session.enqueue(async () => {
+    let result = await presence.register(session.record(), limits.maxConnectionsPerAgent).catch((err: Error) => {
+      connLog.warn({ err: err.message }, 'presence unavailable; counting this replica only');
+      return 'unavailable' as const;
+    });
+    if (result === 'unavailable' && hub.localCount(token.agentId) >= limits.maxConnectionsPerAgent) result = 'over_limit';
+    if (result === 'over_limit') {
+      session.close(CloseCode.TooManyConnections, `at most ${limits.maxConnectionsPerAgent} connections per agent`);
+      return;
+    }
+    registered = true;
+    if (!session.isOpen) {
+      await presence.remove(session.record()).catch(() => {});
+      return;
+    }
+    hub.add(session);
+    session.send({
+      type: 'hello',
+      agentId: token.agentId,
+      connectionId: session.id.connectionId,
+      heartbeatSeconds: config.heartbeatSeconds,
+      config: token.config,
+    });
+    // A revocation that raced the upgrade would have found no socket to close: look again.
+    if (!(await ctx.tokens.isActive(token.tokenId).catch(() => true))) {
+      session.close(CloseCode.Revoked, 'token revoked');
+      return;
+    }
+    ctx.tokens.markUsed(token.tokenId).catch(() => {});
+    connLog.info({ agentName: token.agentName, remoteAddress }, 'agent connected');
+  });
+
+  const reject = (code: string, message: string) => {
+    metrics.framesRejected.inc({ code });
+    session.badFrames++;
+    session.sendError(code, message);
+    if (session.badFrames >= limits.maxBadFrames) {
+      session.close(CloseCode.ProtocolViolation, `${limits.maxBadFrames} bad frames in a row`);
+    }
+  };
+
+  ws.on('message', (data: RawData, isBinary: boolean) => {
+    if (byteLength(data) > limits.maxFrameBytes) {
+      metrics.framesRejected.inc({ code: 'frame_too_large' });
+      session.close(CloseCode.ProtocolViolation, `frame over ${limits.maxFrameBytes} bytes`);
+      return;
+    }
+    if (isBinary) return reject(ErrorCode.InvalidFrame, 'frames must be JSON text');
+    const parsed = parseClientFrame(text(data));
+    if (!parsed.ok) return reject(parsed.code, parsed.message);
+    const frame = parsed.frame;
+    if (frame.type === 'subscribe' && frame.projects.length > limits.maxProjectsPerSubscribe) {
+      return reject(ErrorCode.TooManyProjects, `a subscribe may name at most ${limits.maxProjectsPerSubscribe} projects`);
+    }
+    session.badFrames = 0;
+    if (frame.type === 'ack') ctx.cursors.ack(token.agentId, frame.eventId);
+    else session.enqueue(() => subscribe(ctx, session, frame));
+  });
+
+  ws.on('pong', () => {
+    session.lastPongAt = Date.now();
+    session.lastHeartbeatAt = new Date(session.lastPongAt).toISOString();
+  });
+  ws.on('error', (err) => connLog.debug({ err: err.message }, 'agent socket error'));
+  ws.on('close', (code: number) => {
+    hub.remove(session);
+    if (registered) presence.remove(session.record()).catch(() => {});
+    connLog.info({ code }, 'agent disconnected');
+  });
+}
+
+async function subscribe(ctx: AppContext, session: AgentSession, frame: SubscribeFrame): Promise<void> {
+  if (!session.isOpen) return;
+  const first = !session.subscribedOnce;
+  session.subscribedOnce = true;
+  const resumeFrom =
+    frame.resumeAfter ?? (first ? await ctx.cursors.get(session.agentId).catch(() => undefined) : undefined);
+  const wanted = [...new Set(frame.projects)];
+  const visibility = await ctx.projects
+    .visibilities(wanted.map((p) => p.toLowerCase()))
+    .catch(() => new Map<string, number | null>());
+  if (!session.isOpen) return;
+
+  // From here to the replay's start nothing awaits: live events are buffered from this instant.
+  ctx.hub.subscribe(session, wanted, resumeFrom !== undefined);
+  session.send({ type: 'subscribed', projects: session.subscriptionAnswer(visibility) });
+  ctx.presence.put(session.record()).catch((err: Error) => ctx.log.warn({ err: err.message }, 'presence write failed; the heartbeat retries'));
+  if (resumeFrom !== undefined) {
+    await session.replayFrom(resumeFrom, ctx);
+  }
+}
