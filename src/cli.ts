@@ -1,6 +1,6 @@
 /** The `kasgate` command: serve | migrate | agent. */
 import type { Logger } from 'pino';
-import { ConfigError, loadConfig } from './config.js';
+import { checkServeConfig, ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { startServer } from './server.js';
 import { migrate } from './db/migrate.js';
@@ -54,6 +54,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
   let config;
   try {
     config = loadConfig(env);
+    if (command === 'serve') checkServeConfig(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`kasgate: ${err.message}\n`);

@@ -134,6 +134,22 @@ export interface Config {
   logLevel: string;
 }
 
+/**
+ * What `serve` needs beyond a valid environment: outside embedded mode, the secrets must be
+ * given (only embedded mode generates them).
+ */
+export function checkServeConfig(config: Config): void {
+  if (config.databaseUrl === undefined) return;
+  if (config.adminToken === undefined) {
+    throw new ConfigError('KASGATE_ADMIN_TOKEN: required when DATABASE_URL is set (only the embedded mode generates one)');
+  }
+  if (config.webhookSecrets.length === 0 && config.webhookSigningKeys.length === 0) {
+    throw new ConfigError(
+      'KASGATE_WEBHOOK_SECRETS: set it (or KASGATE_WEBHOOK_SIGNING_KEYS) when DATABASE_URL is set (only the embedded mode generates one)',
+    );
+  }
+}
+
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = EnvSchema.safeParse(env);
   if (!parsed.success) {
@@ -145,16 +161,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const e = parsed.data;
-  if (e.DATABASE_URL !== undefined) {
-    if (!e.KASGATE_ADMIN_TOKEN) {
-      throw new ConfigError('KASGATE_ADMIN_TOKEN: required when DATABASE_URL is set (only the embedded mode generates one)');
-    }
-    if (e.KASGATE_WEBHOOK_SECRETS.length === 0 && e.KASGATE_WEBHOOK_SIGNING_KEYS.length === 0) {
-      throw new ConfigError(
-        'KASGATE_WEBHOOK_SECRETS: set it (or KASGATE_WEBHOOK_SIGNING_KEYS) when DATABASE_URL is set (only the embedded mode generates one)',
-      );
-    }
-  }
   return {
     port: e.PORT,
     host: e.HOST,

@@ -76,7 +76,7 @@ async function connectRedis(url: string, log: Logger): Promise<{ client: Redis; 
 export async function createContext(config: Config, log: Logger): Promise<AppContext> {
   const closers: (() => Promise<void>)[] = [];
   const close = async () => {
-    for (const closer of closers.reverse()) await closer().catch((err: Error) => log.warn({ err: err.message }, 'error during shutdown'));
+    for (const closer of closers.toReversed()) await closer().catch((err: Error) => log.warn({ err: err.message }, 'error during shutdown'));
   };
 
   try {

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
-import type { Config } from './config.js';
+import { checkServeConfig, type Config } from './config.js';
 import { createContext, type AppContext } from './context.js';
 
 export interface RunningServer {
@@ -15,6 +15,7 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  checkServeConfig(config);
   const ctx = await createContext(config, log);
   let app: FastifyInstance;
   try {

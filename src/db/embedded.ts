@@ -52,7 +52,7 @@ async function lockDataDir(dir: string): Promise<() => Promise<void>> {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const owner = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
       if (owner && owner !== process.pid && isAlive(owner)) {
-        throw new Error(`KASGATE_DATA_DIR ${dir} is in use by another kasgate process (pid ${owner})`);
+        throw new Error(`KASGATE_DATA_DIR ${dir} is in use by another kasgate process (pid ${owner})`, { cause: err });
       }
       await rm(lockPath, { force: true }); // stale lock from a process that died
     }

@@ -1,0 +1,40 @@
+import { readFile } from 'node:fs/promises';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { startGateway, type TestGateway } from '../support/gateway.js';
+
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway();
+});
+afterAll(async () => {
+  await gw?.close();
+});
+
+test('/healthz and /readyz answer with Postgres and Redis reachable', async () => {
+  expect(await (await fetch(`${gw.url}/healthz`)).json()).toEqual({ status: 'ok' });
+  const ready = await fetch(`${gw.url}/readyz`);
+  expect(ready.status).toBe(200);
+  expect(await ready.json()).toEqual({ status: 'ready', checks: { postgres: 'ok', redis: 'ok' } });
+});
+
+test('/metrics exposes process metrics and HTTP duration histograms by route', async () => {
+  await fetch(`${gw.url}/healthz`);
+  const res = await fetch(`${gw.url}/metrics`);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+  const text = await res.text();
+  expect(text).toContain('process_resident_memory_bytes');
+  expect(text).toMatch(/kasgate_http_request_duration_seconds_bucket\{.*route="\/healthz".*\} \d+/);
+});
+
+test('the served OpenAPI document is the committed one (run `npm run openapi` after changing a route)', async () => {
+  const served = await (await fetch(`${gw.url}/openapi.json`)).json();
+  const committed = JSON.parse(await readFile(new URL('../../openapi/openapi.json', import.meta.url), 'utf8'));
+  expect(served).toEqual(committed);
+  expect(Object.keys(served.paths)).toEqual(expect.arrayContaining(['/webhooks/gitlab', '/api/v1/agents', '/api/v1/events']));
+});
+
+test('/docs renders the API reference', async () => {
+  const res = await fetch(`${gw.url}/docs/`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/text\/html/);
+});
