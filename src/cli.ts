@@ -42,9 +42,16 @@ function onSignals(log: Logger, stop: () => Promise<void>): void {
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const command = argv[0];
   if (command === 'agent') {
-    const { runAgent } = await import('./agent/main.js');
-    await runAgent(env);
-    return 0;
+    const { runAgent, AgentConfigError } = await import('./agent/main.js');
+    try {
+      await runAgent(env);
+      return 0;
+    } catch (err) {
+      if (!(err instanceof Error)) throw err;
+      // A configuration mistake exits 2 like the gateway's; a revoked token exits 1 (do not restart blindly).
+      process.stderr.write(`kasgate agent: ${err.message}\n`);
+      return err instanceof AgentConfigError ? 2 : 1;
+    }
   }
   if (command !== 'serve' && command !== 'migrate') {
     process.stderr.write(`${USAGE}\n`);

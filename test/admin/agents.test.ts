@@ -88,7 +88,7 @@ describe('agents', () => {
       body: '{"name":',
     });
     expect(res.status).toBe(400);
-    expect((await res.json()).error.code).toBeTypeOf('string');
+    expect(((await res.json()) as any).error.code).toBeTypeOf('string');
   });
 
   test('get, patch and delete; unknown and malformed ids are 404', async () => {

@@ -68,7 +68,7 @@ test('embedded: secrets generated once, the agent survives a restart, SIGTERM ex
   const fetched = await fetch(`${second.url}/api/v1/agents/${agent.id}`, { headers: admin });
   expect(fetched.status).toBe(200);
   expect(await fetched.json()).toMatchObject({ name: 'survivor' });
-  const events = await (await fetch(`${second.url}/api/v1/events`, { headers: admin })).json();
+  const events = (await (await fetch(`${second.url}/api/v1/events`, { headers: admin })).json()) as { events: unknown[] };
   expect(events.events).toHaveLength(1);
   const again = await connectAgent(second.url.replace('http', 'ws'), token.token);
   await again.close();

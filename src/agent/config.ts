@@ -1,0 +1,125 @@
+/**
+ * Environment → typed agent configuration (zod). It is handed an env object and never reads
+ * `process.env` itself. A bad value throws an AgentConfigError naming the variable.
+ */
+import { z } from 'zod';
+
+export class AgentConfigError extends Error {
+  override name = 'AgentConfigError';
+}
+
+export const DEFAULT_WEBHOOK_RECEIVER_URL = 'http://webhook-receiver.flux-system.svc.cluster.local';
+
+export interface AgentConfig {
+  /** Gateway base URL (http, https, ws or wss); the agent connects to its `/agent/v1/connect`. */
+  gatewayUrl: string;
+  /** The agent token, or a file to read it from on every connection attempt (rotation without restart). */
+  agentToken?: string | undefined;
+  agentTokenFile?: string | undefined;
+  /** GitLab's external URL: GitRepositories on this host are mapped to projects. */
+  gitlabUrl: string;
+  /** Namespaces to watch; empty means all namespaces. */
+  watchNamespaces: string[];
+  /** Used when the gateway's hello frame does not set `flux.webhookReceiverUrl`. */
+  webhookReceiverUrl: string;
+  /** Path of a kubeconfig file; absent means in-cluster configuration. */
+  kubeconfig?: string | undefined;
+  health: { host: string; port: number } | false;
+  reconnect: { minMs: number; maxMs: number };
+  subscribeDebounceMs: number;
+  trigger: { attempts: number; minDelayMs: number; maxDelayMs: number; timeoutMs: number };
+  /** How often to look for the Flux CRDs again while they are missing, and to restart a failed watch. */
+  kubeRetryMs: number;
+  logLevel: string;
+}
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((s) => (s === undefined || s.trim() === '' ? undefined : s.trim()));
+
+const required = optionalString.refine((s) => s !== undefined, { message: 'is required' });
+
+const int = (fallback: number, min: number, max: number) =>
+  optionalString
+    .transform((s) => s ?? String(fallback))
+    .pipe(z.string().regex(/^\d+$/, 'must be a whole number'))
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const isUrl = (value: string, protocols: string[]): boolean => {
+  try {
+    return protocols.includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+};
+
+const SERVICE_PROXY_PATH = /^\/api\/v1\/namespaces\/[^/]+\/services\/[^/]+\/proxy\/?$/;
+
+/** A receiver URL is an http(s) URL, or an API server service-proxy path. */
+export function isWebhookReceiverUrl(value: string): boolean {
+  return isUrl(value, ['http:', 'https:']) || SERVICE_PROXY_PATH.test(value);
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+const EnvSchema = z.object({
+  KASGATE_URL: required.refine((s) => s === undefined || isUrl(s, ['http:', 'https:', 'ws:', 'wss:']), {
+    message: 'must be an http(s) or ws(s) URL of the gateway',
+  }),
+  KASGATE_AGENT_TOKEN: optionalString,
+  KASGATE_AGENT_TOKEN_FILE: optionalString,
+  GITLAB_EXTERNAL_URL: required.refine((s) => s === undefined || isUrl(s, ['http:', 'https:']), {
+    message: 'must be the http(s) URL of the GitLab instance',
+  }),
+  KASGATE_WATCH_NAMESPACES: optionalString
+    .transform((s) => (s ?? '').split(',').map((item) => item.trim()).filter(Boolean))
+    .refine((names) => names.every((n) => n.length <= 63 && DNS_LABEL.test(n)), {
+      message: 'must be a comma-separated list of namespace names',
+    }),
+  KASGATE_FLUX_WEBHOOK_RECEIVER_URL: optionalString.refine((s) => s === undefined || isWebhookReceiverUrl(s), {
+    message: 'must be an http(s) URL or a path /api/v1/namespaces/<ns>/services/<svc>/proxy',
+  }),
+  KUBECONFIG: optionalString,
+  KUBERNETES_SERVICE_HOST: optionalString,
+  KASGATE_AGENT_HEALTH_HOST: optionalString.transform((s) => s ?? '0.0.0.0'),
+  KASGATE_AGENT_HEALTH_PORT: int(8081, 0, 65535),
+  KASGATE_RECONNECT_MAX_SECONDS: int(30, 1, 3600),
+  KASGATE_SUBSCRIBE_DEBOUNCE_MS: int(1000, 0, 60_000),
+  KASGATE_TRIGGER_ATTEMPTS: int(5, 1, 20),
+  LOG_LEVEL: optionalString
+    .transform((s) => s ?? 'info')
+    .pipe(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
+});
+
+export function parseAgentConfig(env: Record<string, string | undefined>): AgentConfig {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const variable = issue?.path[0] === undefined ? 'environment' : String(issue.path[0]);
+    throw new AgentConfigError(`${variable} ${issue?.message ?? 'is invalid'}`);
+  }
+  const e = parsed.data;
+  if ((e.KASGATE_AGENT_TOKEN === undefined) === (e.KASGATE_AGENT_TOKEN_FILE === undefined)) {
+    throw new AgentConfigError('KASGATE_AGENT_TOKEN or KASGATE_AGENT_TOKEN_FILE must be set (exactly one of them)');
+  }
+  if (e.KUBECONFIG === undefined && e.KUBERNETES_SERVICE_HOST === undefined) {
+    throw new AgentConfigError('KUBECONFIG must be set when the agent runs outside a cluster (KUBERNETES_SERVICE_HOST is not set)');
+  }
+  return {
+    gatewayUrl: e.KASGATE_URL as string,
+    agentToken: e.KASGATE_AGENT_TOKEN,
+    agentTokenFile: e.KASGATE_AGENT_TOKEN_FILE,
+    gitlabUrl: e.GITLAB_EXTERNAL_URL as string,
+    watchNamespaces: e.KASGATE_WATCH_NAMESPACES,
+    webhookReceiverUrl: e.KASGATE_FLUX_WEBHOOK_RECEIVER_URL ?? DEFAULT_WEBHOOK_RECEIVER_URL,
+    kubeconfig: e.KUBECONFIG,
+    health: { host: e.KASGATE_AGENT_HEALTH_HOST, port: e.KASGATE_AGENT_HEALTH_PORT },
+    reconnect: { minMs: 500, maxMs: e.KASGATE_RECONNECT_MAX_SECONDS * 1000 },
+    subscribeDebounceMs: e.KASGATE_SUBSCRIBE_DEBOUNCE_MS,
+    trigger: { attempts: e.KASGATE_TRIGGER_ATTEMPTS, minDelayMs: 500, maxDelayMs: 10_000, timeoutMs: 10_000 },
+    kubeRetryMs: 15_000,
+    logLevel: e.LOG_LEVEL,
+  };
+}

@@ -1,0 +1,301 @@
+/**
+ * A test Kubernetes API server over plain HTTP: API discovery for core/v1 and the two Flux CRD
+ * groups, GitRepository list + watch, server-side apply of Secrets and Receivers, Receiver GET,
+ * and the service proxy (`/api/v1/namespaces/<ns>/services/<svc>/proxy/...`). It checks the
+ * bearer token like a real API server, and emulates notification-controller setting a
+ * Receiver's `status.webhookPath` (or lets the test set it).
+ */
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fluxWebhookPath } from './fake-flux-receiver.js';
+import { allows, attributesOf, type PolicyRule, type RequestAttributes } from './fake-rbac.js';
+
+type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; [key: string]: any };
+
+const SOURCE = '/apis/source.toolkit.fluxcd.io/v1';
+const NOTIFICATION = '/apis/notification.toolkit.fluxcd.io/v1';
+
+export interface ApplyRecord {
+  kind: string;
+  namespace: string;
+  name: string;
+  contentType: string;
+  fieldManager: string | null;
+  force: string | null;
+  body: Obj;
+}
+
+export interface FakeKubeOptions {
+  token?: string;
+  crds?: { gitRepositories?: boolean; receivers?: boolean };
+  /** Set `status.webhookPath` on applied Receivers as notification-controller would (default true). */
+  fluxController?: boolean;
+  /** Enforce these RBAC rules (403 otherwise); no enforcement when absent. */
+  rbac?: PolicyRule[];
+}
+
+export class FakeKube {
+  readonly token: string;
+  crds: { gitRepositories: boolean; receivers: boolean };
+  fluxController: boolean;
+  readonly gitRepositories = new Map<string, Obj>();
+  readonly secrets = new Map<string, Obj>();
+  readonly receivers = new Map<string, Obj>();
+  readonly applies: ApplyRecord[] = [];
+  readonly unauthorized: string[] = [];
+  readonly forbidden: RequestAttributes[] = [];
+  readonly rbac: PolicyRule[] | undefined;
+  /** Where the service proxy forwards: `namespace/service` → base URL. */
+  readonly services = new Map<string, string>();
+  private resourceVersion = 1;
+  private readonly history: { rv: number; type: string; object: Obj }[] = [];
+  private readonly watchers = new Set<{ namespace: string | undefined; res: http.ServerResponse }>();
+  private server: http.Server | undefined;
+  url = '';
+
+  constructor(options: FakeKubeOptions = {}) {
+    this.token = options.token ?? `kube-${randomUUID()}`;
+    this.crds = { gitRepositories: true, receivers: true, ...options.crds };
+    this.fluxController = options.fluxController ?? true;
+    this.rbac = options.rbac;
+  }
+
+  async start(): Promise<this> {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => void this.handle(req, res, Buffer.concat(chunks)).catch((err: unknown) => send(res, 500, status(500, String(err)))));
+    });
+    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async close(): Promise<void> {
+    for (const w of this.watchers) w.res.end();
+    this.watchers.clear();
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+  }
+
+  /** A kubeconfig document pointing at this server with its token. */
+  kubeconfig(): string {
+    return JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'fake', cluster: { server: this.url, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'agent', user: { token: this.token } }],
+      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'agent', namespace: 'default' } }],
+      'current-context': 'fake',
+    });
+  }
+
+  putGitRepository(namespace: string, name: string, spec: Record<string, unknown>): Obj {
+    const key = `${namespace}/${name}`;
+    const existing = this.gitRepositories.get(key);
+    const object: Obj = {
+      apiVersion: 'source.toolkit.fluxcd.io/v1',
+      kind: 'GitRepository',
+      metadata: { name, namespace, uid: existing?.metadata.uid ?? randomUUID(), resourceVersion: String(++this.resourceVersion) },
+      spec: { interval: '10m', ...spec },
+    };
+    this.gitRepositories.set(key, object);
+    this.emit(existing ? 'MODIFIED' : 'ADDED', object);
+    return object;
+  }
+
+  deleteGitRepository(namespace: string, name: string): void {
+    const key = `${namespace}/${name}`;
+    const object = this.gitRepositories.get(key);
+    if (!object) return;
+    this.gitRepositories.delete(key);
+    // Owner-reference garbage collection, as the real cluster would do.
+    for (const map of [this.secrets, this.receivers]) {
+      for (const [k, o] of map) if (o.metadata.ownerReferences?.some((r: any) => r.uid === object.metadata.uid)) map.delete(k);
+    }
+    this.emit('DELETED', { ...object, metadata: { ...object.metadata, resourceVersion: String(++this.resourceVersion) } });
+  }
+
+  setReceiverWebhookPath(namespace: string, name: string, webhookPath: string | undefined): void {
+    const receiver = this.receivers.get(`${namespace}/${name}`);
+    if (!receiver) throw new Error(`no Receiver ${namespace}/${name}`);
+    receiver['status'] = webhookPath === undefined ? {} : { webhookPath };
+  }
+
+  /** The token stored in a Secret (decoded), for tests that play Flux. */
+  secretToken(namespace: string, name: string): string | undefined {
+    const encoded = this.secrets.get(`${namespace}/${name}`)?.['data']?.token;
+    return encoded === undefined ? undefined : Buffer.from(encoded, 'base64').toString('utf8');
+  }
+
+  private emit(type: string, object: Obj): void {
+    const rv = Number(object.metadata.resourceVersion);
+    this.history.push({ rv, type, object: structuredClone(object) });
+    for (const w of this.watchers) {
+      if (w.namespace === undefined || w.namespace === object.metadata.namespace) w.res.write(`${JSON.stringify({ type, object })}\n`);
+    }
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): Promise<void> {
+    const url = new URL(req.url ?? '/', this.url);
+    const path = url.pathname;
+    if (req.headers.authorization !== `Bearer ${this.token}`) {
+      this.unauthorized.push(path);
+      return send(res, 401, status(401, 'Unauthorized'));
+    }
+    const attributes = attributesOf(req.method ?? 'GET', path, url.searchParams);
+    if (attributes && !this.authorized(attributes)) return send(res, 403, status(403, `forbidden: ${JSON.stringify(attributes)}`));
+    const proxy = /^\/api\/v1\/namespaces\/([^/]+)\/services\/([^/]+)\/proxy(\/.*)?$/.exec(path);
+    if (proxy) return this.proxy(req, res, body, proxy[1] as string, proxy[2] as string, (proxy[3] ?? '/') + url.search);
+    if (req.method === 'GET' && path === '/api/v1') {
+      return send(res, 200, resourceList('v1', [['secrets', 'Secret'], ['services', 'Service']]));
+    }
+    if (req.method === 'GET' && path === SOURCE) {
+      if (!this.crds.gitRepositories) return send(res, 404, status(404, 'not found'));
+      return send(res, 200, resourceList('source.toolkit.fluxcd.io/v1', [['gitrepositories', 'GitRepository']]));
+    }
+    if (req.method === 'GET' && path === NOTIFICATION) {
+      if (!this.crds.receivers) return send(res, 404, status(404, 'not found'));
+      return send(res, 200, resourceList('notification.toolkit.fluxcd.io/v1', [['receivers', 'Receiver']]));
+    }
+    const gitRepos = new RegExp(`^${SOURCE}(?:/namespaces/([^/]+))?/gitrepositories$`).exec(path);
+    if (req.method === 'GET' && gitRepos && this.crds.gitRepositories) {
+      const namespace = gitRepos[1];
+      const watch = url.searchParams.get('watch');
+      if (watch === 'true' || watch === '1') return this.watch(res, namespace, Number(url.searchParams.get('resourceVersion') ?? 0));
+      const items = [...this.gitRepositories.values()].filter((o) => namespace === undefined || o.metadata.namespace === namespace);
+      return send(res, 200, {
+        apiVersion: 'source.toolkit.fluxcd.io/v1',
+        kind: 'GitRepositoryList',
+        metadata: { resourceVersion: String(this.resourceVersion) },
+        items,
+      });
+    }
+    const secret = /^\/api\/v1\/namespaces\/([^/]+)\/secrets\/([^/]+)$/.exec(path);
+    if (secret) return this.object(req, res, body, url, this.secrets, 'Secret', secret[1] as string, secret[2] as string);
+    const receiver = new RegExp(`^${NOTIFICATION}/namespaces/([^/]+)/receivers/([^/]+)$`).exec(path);
+    if (receiver && this.crds.receivers) {
+      return this.object(req, res, body, url, this.receivers, 'Receiver', receiver[1] as string, receiver[2] as string);
+    }
+    send(res, 404, status(404, `no route for ${req.method} ${path}`));
+  }
+
+  private watch(res: http.ServerResponse, namespace: string | undefined, after: number): void {
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders(); // as the API server does: the client learns at once that the watch is open
+    for (const event of this.history) {
+      if (event.rv > after && (namespace === undefined || event.object.metadata.namespace === namespace)) {
+        res.write(`${JSON.stringify({ type: event.type, object: event.object })}\n`);
+      }
+    }
+    const watcher = { namespace, res };
+    this.watchers.add(watcher);
+    res.on('close', () => this.watchers.delete(watcher));
+  }
+
+  private object(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    body: Buffer,
+    url: URL,
+    map: Map<string, Obj>,
+    kind: string,
+    namespace: string,
+    name: string,
+  ): void {
+    const key = `${namespace}/${name}`;
+    if (req.method === 'GET') {
+      const found = map.get(key);
+      return found ? send(res, 200, found) : send(res, 404, status(404, `${kind.toLowerCase()}s "${name}" not found`));
+    }
+    if (req.method !== 'PATCH') return send(res, 405, status(405, 'method not allowed'));
+    const contentType = String(req.headers['content-type'] ?? '');
+    const fieldManager = url.searchParams.get('fieldManager');
+    if (contentType !== 'application/apply-patch+yaml') return send(res, 415, status(415, 'this test server only takes apply patches'));
+    if (!fieldManager) return send(res, 422, status(422, 'fieldManager is required for apply patch'));
+    const applied = JSON.parse(body.toString('utf8')) as Obj; // YAML is a superset of JSON; client-node sends JSON.
+    if (applied.kind !== kind || applied.metadata?.name !== name || applied.metadata?.namespace !== namespace) {
+      return send(res, 400, status(400, 'body does not match the URL'));
+    }
+    const existing = map.get(key);
+    // An apply that creates the object also needs the create verb, as in a real API server.
+    const create = { apiGroup: kind === 'Secret' ? '' : 'notification.toolkit.fluxcd.io', resource: `${kind.toLowerCase()}s`, name, verb: 'create' };
+    if (!existing && !this.authorized(create)) return send(res, 403, status(403, `forbidden: ${JSON.stringify(create)}`));
+    this.applies.push({ kind, namespace, name, contentType, fieldManager, force: url.searchParams.get('force'), body: applied });
+    const stored: Obj = {
+      ...existing,
+      ...applied,
+      metadata: {
+        ...existing?.metadata,
+        ...applied.metadata,
+        uid: existing?.metadata.uid ?? randomUUID(),
+        resourceVersion: String(++this.resourceVersion),
+        managedFields: [{ manager: fieldManager, operation: 'Apply' }],
+      },
+    };
+    if (existing?.['status']) stored['status'] = existing['status'];
+    map.set(key, stored);
+    if (kind === 'Receiver' && this.fluxController) this.reconcileReceiver(stored);
+    send(res, existing ? 200 : 201, stored);
+  }
+
+  private authorized(attributes: RequestAttributes): boolean {
+    if (!this.rbac || allows(this.rbac, attributes)) return true;
+    this.forbidden.push(attributes);
+    return false;
+  }
+
+  /** What notification-controller does for a Receiver: webhook path from the token in its Secret. */
+  private reconcileReceiver(receiver: Obj): void {
+    const { name, namespace } = receiver.metadata;
+    const token = this.secretToken(namespace, receiver['spec']?.secretRef?.name);
+    if (token !== undefined) receiver['status'] = { webhookPath: fluxWebhookPath(token, name, namespace) };
+  }
+
+  private async proxy(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    body: Buffer,
+    namespace: string,
+    service: string,
+    rest: string,
+  ): Promise<void> {
+    // `<svc>`, `<svc>:<port>` or `<scheme>:<svc>:<port>`, as the API server accepts.
+    const parts = decodeURIComponent(service).split(':');
+    const serviceName = (parts.length === 3 ? parts[1] : parts[0]) as string;
+    const target = this.services.get(`${namespace}/${serviceName}`);
+    if (!target) return send(res, 503, status(503, `no endpoints available for service "${serviceName}"`));
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (typeof v === 'string' && !['authorization', 'host', 'connection'].includes(k)) headers[k] = v;
+    }
+    const answer = await fetch(target + rest, { method: req.method ?? 'GET', headers, body: body.length > 0 ? body : undefined });
+    res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'text/plain' });
+    res.end(Buffer.from(await answer.arrayBuffer()));
+  }
+}
+
+function resourceList(groupVersion: string, resources: [string, string][]) {
+  return {
+    kind: 'APIResourceList',
+    apiVersion: 'v1',
+    groupVersion,
+    resources: resources.map(([plural, kind]) => ({
+      name: plural,
+      singularName: kind.toLowerCase(),
+      namespaced: true,
+      kind,
+      verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
+    })),
+  };
+}
+
+function status(code: number, message: string) {
+  return { kind: 'Status', apiVersion: 'v1', status: 'Failure', message, code };
+}
+
+function send(res: http.ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}

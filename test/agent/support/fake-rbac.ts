@@ -1,0 +1,63 @@
+/**
+ * RBAC for the test API server: maps a request to (apiGroup, resource, verb) as the real API
+ * server does, and checks it against the rules of a (Cluster)Role, such as deploy/rbac.yaml.
+ * Discovery is open to every authenticated client (system:discovery), as in a real cluster.
+ */
+import { readFile } from 'node:fs/promises';
+import { loadAllYaml } from '@kubernetes/client-node';
+
+export interface PolicyRule {
+  apiGroups?: string[];
+  resources?: string[];
+  resourceNames?: string[];
+  verbs: string[];
+}
+
+export interface RequestAttributes {
+  apiGroup: string;
+  resource: string;
+  name?: string | undefined;
+  verb: string;
+}
+
+/** The rules of every Role and ClusterRole in the given manifest files. */
+export async function rulesFromManifests(...paths: string[]): Promise<PolicyRule[]> {
+  const rules: PolicyRule[] = [];
+  for (const path of paths) {
+    for (const doc of loadAllYaml(await readFile(path, 'utf8'))) {
+      if (doc?.kind === 'ClusterRole' || doc?.kind === 'Role') rules.push(...((doc.rules ?? []) as PolicyRule[]));
+    }
+  }
+  return rules;
+}
+
+/** Request → attributes; undefined for discovery, which needs no rule. */
+export function attributesOf(method: string, path: string, query: URLSearchParams): RequestAttributes | undefined {
+  const match = /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)(?:\/namespaces\/[^/]+)?\/([^/]+)(?:\/([^/]+))?(?:\/([^/]+))?/.exec(path);
+  if (!match) return undefined;
+  const [, group = '', resource = '', name, subresource] = match;
+  const watching = query.get('watch') === 'true' || query.get('watch') === '1';
+  const verb =
+    method === 'GET'
+      ? name === undefined
+        ? watching
+          ? 'watch'
+          : 'list'
+        : 'get'
+      : ({ POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' } as Record<string, string>)[method] ?? method.toLowerCase();
+  // The proxy subresource: `services/proxy`, named after the service (with its port, if given).
+  if (subresource === 'proxy') return { apiGroup: group, resource: `${resource}/proxy`, name, verb: method === 'GET' ? 'get' : verb };
+  return { apiGroup: group, resource, name, verb };
+}
+
+export function allows(rules: PolicyRule[], request: RequestAttributes): boolean {
+  return rules.some(
+    (rule) =>
+      matches(rule.apiGroups, request.apiGroup) &&
+      matches(rule.resources, request.resource) &&
+      matches(rule.verbs, request.verb) &&
+      (rule.resourceNames === undefined || rule.resourceNames.length === 0 || (request.name !== undefined && rule.resourceNames.includes(request.name))),
+  );
+}
+
+const matches = (list: string[] | undefined, value: string): boolean => (list ?? []).some((item) => item === '*' || item === value);
