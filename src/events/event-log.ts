@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { isStoreUnavailable } from '../db/pool.js';
 import type { Metrics } from '../metrics.js';
 import { createGroupCommit, type Submission } from './group-commit.js';
 import type { PushEvent, StoredEvent } from './push-event.js';
@@ -27,6 +28,10 @@ export interface LoggedEvent extends StoredEvent {
 }
 
 const MAX_BATCH = 256;
+const MAX_BIGINT = 2n ** 63n - 1n;
+
+/** Event ids are bigints: a cursor past the largest one has nothing after it (and would not fit a query). */
+const beyondAnyId = (afterId: string) => BigInt(afterId) >= MAX_BIGINT;
 
 interface EventRow {
   id: string;
@@ -63,19 +68,16 @@ export function createEventLog(
   pool: pg.Pool,
   deps: { log: Logger; metrics: Metrics; onAppended: (batch: AppendedBatch) => void },
 ) {
-  async function writeBatch(events: PushEvent[]): Promise<AppendResult[]> {
-    // The same key twice in one batch: only the first goes to the database.
-    const firstIndexOfKey = new Map<string, number>();
-    const unique: { ord: number; event: PushEvent }[] = [];
-    events.forEach((event, index) => {
-      const key = event.idempotencyKey;
-      if (key !== null) {
-        if (firstIndexOfKey.has(key)) return;
-        firstIndexOfKey.set(key, index);
-      }
-      unique.push({ ord: index, event });
-    });
-    const payload = unique.map(({ ord, event: e }) => ({
+  interface AppendRow {
+    ord: number;
+    event_id: string;
+    duplicate: boolean;
+    prev_id: string;
+  }
+
+  /** One statement, one transaction: the events, their projects, and then the doorbell. */
+  async function appendRows(items: { ord: number; event: PushEvent }[]): Promise<AppendRow[]> {
+    const payload = items.map(({ ord, event: e }) => ({
       ord,
       kind: e.kind,
       project_id: e.projectId,
@@ -90,25 +92,17 @@ export function createEventLog(
       idempotency_key: e.idempotencyKey,
       received_at: e.receivedAt.toISOString(),
     }));
-    const { rows } = await pool.query<{ ord: number; event_id: string; duplicate: boolean; prev_id: string }>(
+    const { rows } = await pool.query<AppendRow>(
       'SELECT ord, event_id, duplicate, prev_id FROM append_push_events($1::jsonb)',
       [JSON.stringify(payload)],
     );
-    deps.metrics.appendBatchSize.observe(events.length);
+    deps.metrics.appendBatchSize.observe(items.length);
 
-    const byOrd = new Map(rows.map((r) => [r.ord, r]));
-    const results = events.map((event, index): AppendResult => {
-      const key = event.idempotencyKey;
-      const ord = key !== null ? firstIndexOfKey.get(key)! : index;
-      const row = byOrd.get(ord);
-      if (!row) throw new Error(`append_push_events returned no row for element ${ord}`);
-      return { eventId: row.event_id, duplicate: row.duplicate || ord !== index };
-    });
-
+    const byOrd = new Map(items.map((item) => [item.ord, item.event]));
     const appended = rows
       .filter((r) => !r.duplicate)
       .map((r): StoredEvent => {
-        const e = events[r.ord]!;
+        const e = byOrd.get(r.ord)!;
         return {
           id: r.event_id,
           kind: e.kind,
@@ -123,7 +117,48 @@ export function createEventLog(
         };
       });
     if (appended.length > 0) deps.onAppended({ prevId: rows[0]!.prev_id, events: appended });
-    return results;
+    return rows;
+  }
+
+  async function writeBatch(events: PushEvent[]): Promise<PromiseSettledResult<AppendResult>[]> {
+    // The same key twice in one batch: only the first goes to the database.
+    const firstIndexOfKey = new Map<string, number>();
+    const unique: { ord: number; event: PushEvent }[] = [];
+    events.forEach((event, index) => {
+      const key = event.idempotencyKey;
+      if (key !== null) {
+        if (firstIndexOfKey.has(key)) return;
+        firstIndexOfKey.set(key, index);
+      }
+      unique.push({ ord: index, event });
+    });
+
+    const rows = new Map<number, AppendRow>();
+    const failures = new Map<number, unknown>();
+    try {
+      for (const row of await appendRows(unique)) rows.set(row.ord, row);
+    } catch (err) {
+      if (unique.length === 1 || isStoreUnavailable(err)) throw err;
+      // The database refused the batch for its content: find the culprit by writing each event
+      // alone, so that one bad event cannot fail every webhook that happened to arrive with it.
+      deps.log.warn({ err: (err as Error).message, events: unique.length }, 'event batch refused; appending its events one by one');
+      for (const item of unique) {
+        try {
+          for (const row of await appendRows([item])) rows.set(row.ord, row);
+        } catch (single) {
+          failures.set(item.ord, single);
+        }
+      }
+    }
+
+    return events.map((event, index): PromiseSettledResult<AppendResult> => {
+      const key = event.idempotencyKey;
+      const ord = key !== null ? firstIndexOfKey.get(key)! : index;
+      if (failures.has(ord)) return { status: 'rejected', reason: failures.get(ord) };
+      const row = rows.get(ord);
+      if (!row) return { status: 'rejected', reason: new Error(`append_push_events returned no row for element ${ord}`) };
+      return { status: 'fulfilled', value: { eventId: row.event_id, duplicate: row.duplicate || ord !== index } };
+    });
   }
 
   const committer = createGroupCommit(writeBatch, MAX_BATCH);
@@ -155,6 +190,7 @@ export function createEventLog(
 
     /** Events after `afterId` in id order, optionally only of the given (lower-cased) project paths. */
     async readAfter(afterId: string, limit: number, projects?: string[]): Promise<StoredEvent[]> {
+      if (beyondAnyId(afterId)) return [];
       const { rows } = projects
         ? await pool.query<EventRow>(
             `SELECT ${EVENT_COLUMNS} FROM push_events
@@ -170,6 +206,7 @@ export function createEventLog(
 
     /** The admin view of the log. `project` is a path (any case) or a numeric project id. */
     async list(filter: { project?: string; after?: string; limit: number }): Promise<LoggedEvent[]> {
+      if (filter.after !== undefined && beyondAnyId(filter.after)) return [];
       const byId = filter.project !== undefined && /^\d{1,18}$/.test(filter.project);
       const { rows } = await pool.query<EventRow & { checkout_sha: string | null; user_username: string | null; delivered_count: number }>(
         `SELECT ${EVENT_COLUMNS}, checkout_sha, user_username, delivered_count FROM push_events

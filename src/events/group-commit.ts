@@ -1,7 +1,8 @@
 /**
  * Group commit: callers submit one item each; items that arrive while a write is in flight are
  * written together by the next one. One write at a time, so batches grow exactly as fast as the
- * store is slow, and a lone item waits for nothing.
+ * store is slow, and a lone item waits for nothing. The write settles each item on its own, so
+ * one item that the store refuses need not fail its neighbours; a write that throws fails them all.
  */
 export interface Submission<R> {
   result: Promise<R>;
@@ -16,7 +17,7 @@ interface Pending<T, R> {
   reject(err: unknown): void;
 }
 
-export function createGroupCommit<T, R>(write: (items: T[]) => Promise<R[]>, maxBatch: number) {
+export function createGroupCommit<T, R>(write: (items: T[]) => Promise<PromiseSettledResult<R>[]>, maxBatch: number) {
   let queue: Pending<T, R>[] = [];
   let writing = false;
 
@@ -29,7 +30,11 @@ export function createGroupCommit<T, R>(write: (items: T[]) => Promise<R[]>, max
       if (batch.length === 0) continue;
       try {
         const results = await write(batch.map((p) => p.item));
-        batch.forEach((p, i) => p.resolve(results[i]!));
+        batch.forEach((p, i) => {
+          const outcome = results[i];
+          if (outcome?.status === 'fulfilled') p.resolve(outcome.value);
+          else p.reject(outcome ? outcome.reason : new Error('the batch write returned no outcome for this item'));
+        });
       } catch (err) {
         for (const p of batch) p.reject(err);
       }

@@ -8,20 +8,32 @@ import type { PushEvent } from '../events/push-event.js';
 const ZERO_SHA = '0000000000000000000000000000000000000000';
 const KNOWN_VISIBILITY = new Set([0, 10, 20]);
 
-const sha = z.string().min(1).max(128);
+// Postgres text cannot hold NUL, nor jsonb an unpaired surrogate (both legal in JSON): such a
+// value would fail the whole group-commit batch it rides in, so it is refused here, as a 400.
+const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const text = (min: number, max: number) =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .refine((s) => !s.includes('\u0000') && !UNPAIRED_SURROGATE.test(s), {
+      message: 'must not contain NUL or unpaired surrogate characters',
+    });
+
+const sha = text(1, 128);
 
 const PushBody = z.object({
-  ref: z.string().min(1).max(1024),
+  ref: text(1, 1024),
   before: sha.nullish(),
   after: sha,
   checkout_sha: sha.nullish(),
-  user_username: z.string().max(255).nullish(),
+  user_username: text(0, 255).nullish(),
   project_id: z.number().int().positive().nullish(),
   project: z.object({
     id: z.number().int().positive().nullish(),
-    path_with_namespace: z.string().min(1).max(1024),
+    path_with_namespace: text(1, 1024),
     visibility_level: z.unknown().optional(),
-    default_branch: z.string().max(1024).nullish(),
+    default_branch: text(0, 1024).nullish(),
   }),
 });
 

@@ -24,8 +24,13 @@ export const CloseCode = {
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
+const MAX_BIGINT = 2n ** 63n - 1n;
+
 /** Event ids are Postgres bigints, carried as decimal strings. */
-export const EventId = z.string().regex(/^(0|[1-9]\d{0,18})$/, 'must be a decimal event id');
+export const EventId = z
+  .string()
+  .regex(/^(0|[1-9]\d{0,18})$/, 'must be a decimal event id')
+  .refine((id) => !/^\d{1,19}$/.test(id) || BigInt(id) <= MAX_BIGINT, 'must be at most 9223372036854775807');
 export type EventId = z.infer<typeof EventId>;
 
 /** A GitLab project path such as `group/sub/project`. */

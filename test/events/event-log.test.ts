@@ -1,0 +1,95 @@
+/**
+ * The event log's append, below HTTP, on a real Postgres schema: what the doorbell is told, and
+ * that one event the database refuses does not fail the events batched with it.
+ */
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type pg from 'pg';
+import { createPool } from '../../src/db/pool.js';
+import { migrate } from '../../src/db/migrate.js';
+import { createEventLog, type AppendedBatch, type EventLog } from '../../src/events/event-log.js';
+import type { PushEvent } from '../../src/events/push-event.js';
+import { createLogger } from '../../src/log.js';
+import { createMetrics } from '../../src/metrics.js';
+import { databaseUrl, testSchema } from '../support/isolation.js';
+import { nextProjectId } from '../support/fixtures.js';
+import { newKey } from '../gitlab/support/webhooks.js';
+
+const log = createLogger('silent');
+const schema = testSchema();
+let pool: pg.Pool;
+let events: EventLog;
+const doorbell: AppendedBatch[] = [];
+
+beforeAll(async () => {
+  const connection = { connectionString: databaseUrl() };
+  await migrate(connection, schema.schema, log);
+  pool = createPool({ connection, schema: schema.schema, timeoutMs: 1500, max: 4 }, log);
+  events = createEventLog(pool, { log, metrics: createMetrics(), onAppended: (batch) => doorbell.push(batch) });
+});
+afterAll(async () => {
+  await events?.close();
+  await pool?.end();
+  await schema.drop();
+});
+
+function push(projectId: number, overrides: Partial<PushEvent> = {}): PushEvent {
+  return {
+    kind: 'push',
+    projectId,
+    projectPath: `log/p${projectId}`,
+    visibility: 0,
+    defaultBranch: 'main',
+    ref: 'refs/heads/main',
+    before: '0'.repeat(40),
+    after: 'a'.repeat(40),
+    checkoutSha: null,
+    userUsername: null,
+    receivedAt: new Date(),
+    idempotencyKey: newKey(),
+    ...overrides,
+  };
+}
+
+test('the doorbell gets every new event once, in id order, each batch saying which id preceded it', async () => {
+  doorbell.length = 0;
+  const id = nextProjectId();
+  const key = newKey();
+  const submissions = Array.from({ length: 60 }, (_, i) => events.append(push(id, i % 10 === 0 ? { idempotencyKey: key } : {})));
+  const results = await Promise.all(submissions.map((s) => s.result));
+
+  const stored = new Set(results.map((r) => r.eventId));
+  expect(stored.size).toBe(55); // the six copies of one key make one event
+  expect(results.filter((r) => r.duplicate)).toHaveLength(5);
+
+  const rung = doorbell.flatMap((b) => b.events.map((e) => e.id));
+  expect(new Set(rung)).toEqual(stored);
+  expect(rung).toHaveLength(stored.size);
+  for (let i = 1; i < doorbell.length; i++) {
+    expect(doorbell[i]!.prevId).toBe(doorbell[i - 1]!.events.at(-1)!.id);
+  }
+});
+
+test('an event the database refuses fails alone; the events batched with it are stored', async () => {
+  const id = nextProjectId();
+  // A NUL byte cannot be stored in Postgres text; the HTTP layer refuses it, the log must cope anyway.
+  const poisoned = push(id, { ref: 'refs/heads/a\u0000b' });
+  const good = Array.from({ length: 8 }, (_, i) => push(id, { ref: `refs/heads/ok${i}` }));
+  const submissions = [events.append(good[0]!), ...good.slice(1, 4).map((e) => events.append(e)), events.append(poisoned), ...good.slice(4).map((e) => events.append(e))];
+  const outcomes = await Promise.allSettled(submissions.map((s) => s.result));
+
+  expect(outcomes.map((o) => o.status)).toEqual([...Array(4).fill('fulfilled'), 'rejected', ...Array(4).fill('fulfilled')]);
+  const listed = await events.list({ project: String(id), limit: 100 });
+  expect(listed.map((e) => e.ref)).toEqual(good.map((e) => e.ref));
+});
+
+test('a cancelled submission that has not been written yet is never stored', async () => {
+  const id = nextProjectId();
+  const first = events.append(push(id, { ref: 'refs/heads/kept' }));
+  const dropped = events.append(push(id, { ref: 'refs/heads/dropped' }));
+  dropped.cancel();
+  await first.result;
+  // Something after it, so that its batch has certainly been written.
+  await events.append(push(id, { ref: 'refs/heads/after' })).result;
+  const listed = await events.list({ project: String(id), limit: 100 });
+  expect(listed.map((e) => e.ref)).toEqual(['refs/heads/kept', 'refs/heads/after']);
+});
