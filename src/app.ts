@@ -2,7 +2,8 @@
  * buildApp(context): the fastify application with its plugins and routes, not listening.
  * Routes reach the domain through the context; nothing here owns state.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
+import type { Server } from 'node:http';
 import websocket from '@fastify/websocket';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -16,7 +17,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { AppContext } from './context.js';
 import { installErrorHandling } from './http/errors.js';
-import { CloseCode } from './protocol/kasgate-v1.js';
+import { CloseCode, SUBPROTOCOL } from './protocol/kasgate-v1.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { webhookRoutes } from './routes/webhooks.js';
@@ -32,12 +33,14 @@ declare module 'fastify' {
 }
 
 export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
+  const trustProxy: FastifyHttpOptions<Server>['trustProxy'] = ctx.config.trustProxy;
   const app = Fastify({
     loggerInstance: ctx.log as FastifyBaseLogger,
     // Requests are logged at debug level by the onResponse hook below, not twice at info.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: ctx.config.maxBodyBytes,
     return503OnClosing: true,
+    trustProxy,
     forceCloseConnections: 'idle',
   }).withTypeProvider<ZodTypeProvider>();
 
@@ -88,7 +91,13 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     skipOnError: true,
   });
   await app.register(websocket, {
-    options: { maxPayload: Math.max(4 * ctx.config.limits.maxFrameBytes, 1_048_576), perMessageDeflate: false },
+    options: {
+      // Frames over the protocol limit are closed with 4400 by the socket route; ws itself closes
+      // (1009) only past this ceiling, which bounds what a peer can make us buffer.
+      maxPayload: Math.max(4 * ctx.config.limits.maxFrameBytes, 1_048_576),
+      perMessageDeflate: false,
+      handleProtocols: (offered: Set<string>) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    },
     preClose: async function closeRemainingSockets() {
       for (const client of app.websocketServer.clients) client.close(CloseCode.ReplicaShutdown, 'replica shutting down');
       await new Promise<void>((resolve) => app.websocketServer.close(() => resolve()));

@@ -96,6 +96,11 @@ const EnvSchema = z.object({
   KASGATE_AUTH_FAILURES_PER_MINUTE: int(20, 1, 1_000_000),
   KASGATE_DRAIN_SECONDS: int(5, 0, 300),
   KASGATE_SWEEP_SECONDS: int(10, 1, 3600),
+  KASGATE_TRUST_PROXY: optionalString
+    .refine((s) => s === undefined || /^(true|false|[0-9a-fA-F.:/,\s]+)$/.test(s), {
+      message: 'must be true, false, or a comma list of proxy addresses / CIDRs',
+    })
+    .transform((s): boolean | string => (s === undefined || s === 'false' ? false : s === 'true' ? true : s)),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .optional()
@@ -131,6 +136,8 @@ export interface Config {
   };
   drainSeconds: number;
   sweepSeconds: number;
+  /** Fastify's trustProxy: whose X-Forwarded-For to believe for agents' addresses (presence, auth rate limit). */
+  trustProxy: boolean | string;
   logLevel: string;
 }
 
@@ -187,6 +194,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     drainSeconds: e.KASGATE_DRAIN_SECONDS,
     sweepSeconds: e.KASGATE_SWEEP_SECONDS,
+    trustProxy: e.KASGATE_TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
   };
 }

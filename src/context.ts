@@ -145,13 +145,15 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       deadlineMs: config.dbTimeoutMs + 300,
     });
 
-    const hub = createHub({ events, agents, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
+    const hub = createHub({ events, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
     closers.push(async () => hub.stop());
     const dispatcher = await startDispatcher({ events, hub, bus, metrics, log, sweepSeconds: config.sweepSeconds });
     closers.push(() => dispatcher.stop());
     bus.onMessage((message) => {
       if (message.type !== 'events') applyControl(hub, message, log);
     });
+    // Control messages may have been lost while the bus was away: re-check access and tokens now.
+    bus.onReconnect(() => void hub.reconcile());
     const retention = startRetention(pool, config.eventRetentionMs, log);
     closers.push(() => retention.stop());
 

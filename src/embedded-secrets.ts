@@ -25,7 +25,9 @@ export async function resolveSecrets(config: Config, log: Logger): Promise<{ adm
   try {
     stored = JSON.parse(await readFile(path, 'utf8')) as StoredSecrets;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`KASGATE_DATA_DIR: cannot read ${path}: ${(err as Error).message}`);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new Error(`KASGATE_DATA_DIR: cannot read ${path}: ${(err as Error).message}`, { cause: err });
+    }
     stored = { adminToken: randomBytes(32).toString('base64url'), webhookSecret: randomBytes(32).toString('base64url') };
     await mkdir(resolve(config.dataDir), { recursive: true });
     await writeFile(path, `${JSON.stringify(stored, null, 2)}\n`, { mode: 0o600 });

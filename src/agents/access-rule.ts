@@ -16,12 +16,23 @@ export interface AgentAccess {
   configProject: string;
   /** Lower-cased project paths granted by an admin. */
   grantedProjects: ReadonlySet<string>;
-  /** Lower-cased group paths granted by an admin. */
+  /** Lower-cased group paths granted by an admin (well-formed ones only). */
   grantedGroups: readonly string[];
 }
 
+const MAX_PATH_LENGTH = 1024;
+/** Segments separated by single slashes; no whitespace or control characters; no `.` or `..` segment. */
+const WELL_FORMED = /^[^/\s\p{Cc}]+(\/[^/\s\p{Cc}]+)*$/u;
+
+/** The comparison form of a path. Never trims: a path with stray whitespace is odd, not equal. */
 export function normalizePath(path: string): string {
-  return path.trim().toLowerCase();
+  return path.toLowerCase();
+}
+
+/** A path the rule can reason about. Anything else matches nothing. */
+export function isWellFormedPath(path: string): boolean {
+  if (path.length === 0 || path.length > MAX_PATH_LENGTH || !WELL_FORMED.test(path)) return false;
+  return path.split('/').every((segment) => segment !== '.' && segment !== '..');
 }
 
 export function buildAccess(agentId: string, configProject: string, grants: { projects: string[]; groups: string[] }): AgentAccess {
@@ -29,24 +40,25 @@ export function buildAccess(agentId: string, configProject: string, grants: { pr
     agentId,
     configProject: normalizePath(configProject),
     grantedProjects: new Set(grants.projects.map(normalizePath)),
-    grantedGroups: grants.groups.map(normalizePath),
+    grantedGroups: grants.groups.map(normalizePath).filter(isWellFormedPath),
   };
 }
 
 /** True when the agent sees P whatever P's visibility: its config project or an admin grant. */
 export function isGranted(access: AgentAccess, projectPath: string): boolean {
   const path = normalizePath(projectPath);
-  if (path === '') return false;
+  if (!isWellFormedPath(path)) return false;
   if (path === access.configProject || access.grantedProjects.has(path)) return true;
-  return access.grantedGroups.some((group) => group !== '' && path.startsWith(`${group}/`));
+  return access.grantedGroups.some((group) => path.startsWith(`${group}/`));
 }
 
-export function isPublic(visibility: number | null): boolean {
+export function isPublic(visibility: number | null | undefined): boolean {
   return visibility === VISIBILITY_PUBLIC;
 }
 
 /** The rule itself, checked per event with the visibility that event carried. */
 export function mayReceive(access: AgentAccess, event: { projectPath: string; visibility: number | null }): boolean {
+  if (!isWellFormedPath(event.projectPath)) return false;
   return isPublic(event.visibility) || isGranted(access, event.projectPath);
 }
 
@@ -59,5 +71,6 @@ export function subscriptionAccess(
   projectPath: string,
   lastKnownVisibility: number | null | undefined,
 ): 'granted' | 'unverified' {
-  return isGranted(access, projectPath) || isPublic(lastKnownVisibility ?? null) ? 'granted' : 'unverified';
+  if (!isWellFormedPath(projectPath)) return 'unverified';
+  return isGranted(access, projectPath) || isPublic(lastKnownVisibility) ? 'granted' : 'unverified';
 }

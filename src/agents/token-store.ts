@@ -119,6 +119,16 @@ export function createTokenStore(pool: pg.Pool) {
       return rowCount === 1;
     },
 
+    /** Which of these tokens are still live (not revoked, agent not deleted). */
+    async activeAmong(tokenIds: string[]): Promise<Set<string>> {
+      if (tokenIds.length === 0) return new Set();
+      const { rows } = await pool.query<{ id: string }>(
+        'SELECT id FROM agent_tokens WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL',
+        [tokenIds],
+      );
+      return new Set(rows.map((r) => r.id));
+    },
+
     async markUsed(tokenId: string): Promise<void> {
       await pool.query('UPDATE agent_tokens SET last_used_at = now() WHERE id = $1', [tokenId]);
     },

@@ -8,7 +8,6 @@ import { isGranted, mayReceive, normalizePath, subscriptionAccess, type AgentAcc
 import { CloseCode, type PushFrame, type ServerFrame } from '../protocol/kasgate-v1.js';
 import type { StoredEvent } from '../events/push-event.js';
 import type { ConnectionRecord } from './presence.js';
-import { replay, type ReplayDeps } from './replay.js';
 
 /** Events buffered while a replay runs; past it, the buffer is dropped and re-read from the log. */
 const MAX_REPLAY_BUFFER = 10_000;
@@ -40,6 +39,16 @@ export interface SessionLimits {
   maxSendBufferBytes: number;
 }
 
+export interface SessionHooks {
+  /** The socket went over its send-buffer bound and is being closed. */
+  onSlowConsumer(): void;
+  /** A queued task threw; the session is closed with 1011 so that the agent reconnects and resumes. */
+  onTaskFailed(err: unknown): void;
+}
+
+/** RFC 6455 "internal error": the agent should reconnect and resume. */
+const CLOSE_INTERNAL_ERROR = 1011;
+
 export class AgentSession {
   readonly connectedAt = new Date().toISOString();
   lastPongAt = Date.now();
@@ -63,7 +72,7 @@ export class AgentSession {
     private access: AgentAccess,
     private readonly ws: WebSocket,
     private readonly limits: SessionLimits,
-    private readonly onSlowConsumer: () => void,
+    private readonly hooks: SessionHooks,
   ) {}
 
   get agentId(): string {
@@ -87,9 +96,12 @@ export class AgentSession {
     };
   }
 
-  /** Runs subscription work one at a time, in the order the frames arrived. */
+  /** Runs subscription work one at a time, in the order the frames arrived. A failed task ends the session. */
   enqueue(task: () => Promise<void>): void {
-    this.work = this.work.then(task, task);
+    this.work = this.work.then(task).catch((err: unknown) => {
+      this.hooks.onTaskFailed(err);
+      this.close(CLOSE_INTERNAL_ERROR, 'internal error; reconnect and resume');
+    });
   }
 
   setAccess(access: AgentAccess): void {
@@ -124,9 +136,10 @@ export class AgentSession {
   writeEvent(eventId: string, frame: Buffer): boolean {
     const id = BigInt(eventId);
     if (id <= this.lastSentId || !this.isOpen) return false;
-    if (this.ws.bufferedAmount + frame.length > this.limits.maxSendBufferBytes) {
-      this.onSlowConsumer();
-      this.close(CloseCode.SlowConsumer, 'send buffer full: reconnect and resume');
+    // Bounds the backlog: a frame larger than the bound still goes out when nothing is queued.
+    const queued = this.ws.bufferedAmount;
+    if (queued > 0 && queued + frame.length > this.limits.maxSendBufferBytes) {
+      this.closeSlowConsumer();
       return false;
     }
     this.ws.send(frame, { binary: false });
@@ -134,10 +147,9 @@ export class AgentSession {
     return true;
   }
 
-  /** Replay from `after`, then merge the events buffered meanwhile and go live. */
-  async replayFrom(after: string, deps: ReplayDeps): Promise<void> {
+  /** Positions the connection for a replay (replay.ts) of what follows `after`. */
+  resumeAfter(after: string): void {
     this.lastSentId = BigInt(after);
-    await replay(this, deps);
   }
 
   /** Takes what arrived during replay; the caller decides whether to re-read (overflow) or go live. */
@@ -161,8 +173,14 @@ export class AgentSession {
     return this.projects.has(normalizePath(event.projectPath)) && mayReceive(this.access, event);
   }
 
+  /** Writes a control frame; one that does not read them (subscribed answers, errors) is cut like a slow consumer. */
   send(frame: ServerFrame): void {
-    if (this.isOpen) this.ws.send(JSON.stringify(frame));
+    if (!this.isOpen) return;
+    if (this.ws.bufferedAmount > this.limits.maxSendBufferBytes) {
+      this.closeSlowConsumer();
+      return;
+    }
+    this.ws.send(JSON.stringify(frame));
   }
 
   sendError(code: string, message: string): void {
@@ -171,6 +189,11 @@ export class AgentSession {
 
   ping(): void {
     if (this.isOpen) this.ws.ping();
+  }
+
+  private closeSlowConsumer(): void {
+    this.hooks.onSlowConsumer();
+    this.close(CloseCode.SlowConsumer, 'send buffer full: reconnect and resume');
   }
 
   close(code: number, reason: string): void {

@@ -1,7 +1,8 @@
 /**
  * Control messages between replicas: revocations and access changes. Published on the bus so
- * every replica (this one included) applies them; if the bus is down, applied here at least,
- * and the other replicas' heartbeat token check closes revoked sockets there.
+ * every replica (this one included) applies them; if the bus is down, applied here at least.
+ * The other replicas' periodic check (Hub.reconcile, also run when their bus reconnects) then
+ * closes revoked and deleted agents' sockets and applies grant changes there.
  */
 import type { Logger } from 'pino';
 import type { Bus, BusMessage } from './bus.js';

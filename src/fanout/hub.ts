@@ -4,8 +4,9 @@
  * revocation, drain).
  */
 import type { Logger } from 'pino';
-import { buildAccess, VISIBILITY_PUBLIC, normalizePath } from '../agents/access-rule.js';
+import { buildAccess, isWellFormedPath, VISIBILITY_PUBLIC, normalizePath } from '../agents/access-rule.js';
 import type { AgentStore } from '../agents/agent-store.js';
+import type { TokenStore } from '../agents/token-store.js';
 import type { EventLog } from '../events/event-log.js';
 import type { StoredEvent } from '../events/push-event.js';
 import type { Metrics } from '../metrics.js';
@@ -16,17 +17,61 @@ import type { Presence } from './presence.js';
 export interface HubDeps {
   events: Pick<EventLog, 'countDeliveries'>;
   agents: Pick<AgentStore, 'accessInputs'>;
+  tokens: Pick<TokenStore, 'activeAmong'>;
   presence: Presence;
   metrics: Metrics;
   log: Logger;
   heartbeatSeconds: number;
 }
 
+/**
+ * Every this many heartbeats (a minute by default), the access and tokens of every local agent are
+ * read again from Postgres: a grant change, agent deletion or token revocation whose control
+ * message was lost (Redis outage) still lands.
+ */
+const RECONCILE_EVERY_BEATS = 2;
+
 export function createHub(deps: HubDeps) {
   const byProject = new Map<string, Set<AgentSession>>();
   const byAgent = new Map<string, Set<AgentSession>>();
   const sessions = new Set<AgentSession>();
   let accepting = true;
+  /** Per agent, the sequence number of the latest access read started: an older read never overwrites a newer one. */
+  const latestAccessRead = new Map<string, number>();
+  let accessReads = 0;
+  let beats = 0;
+
+  /** Reads the agents' access and applies it to their local sessions; a deleted agent's sockets close. */
+  async function reloadAccess(agentIds: string[]): Promise<void> {
+    const started = new Map(agentIds.map((id) => [id, ++accessReads]));
+    for (const [id, seq] of started) latestAccessRead.set(id, seq);
+    if (agentIds.length === 0) return;
+    const inputs = await deps.agents.accessInputs(agentIds);
+    for (const [agentId, seq] of started) {
+      const local = byAgent.get(agentId);
+      if (!local || latestAccessRead.get(agentId) !== seq) continue;
+      const input = inputs.get(agentId);
+      if (!input) {
+        for (const session of local) session.close(CloseCode.Revoked, 'agent deleted');
+        continue;
+      }
+      const access = buildAccess(agentId, input.configProject, input.grants);
+      for (const session of local) session.setAccess(access);
+    }
+  }
+
+  /** Closes local sessions whose token was revoked. */
+  async function recheckTokens(): Promise<void> {
+    const active = await deps.tokens.activeAmong([...new Set([...sessions].map((s) => s.id.tokenId))]);
+    for (const session of sessions) if (!active.has(session.id.tokenId)) session.close(CloseCode.Revoked, 'token revoked');
+  }
+
+  function reconcile(): Promise<void> {
+    return Promise.all([reloadAccess([...byAgent.keys()]), recheckTokens()]).then(
+      () => undefined,
+      (err: Error) => deps.log.warn({ err: err.message }, 'access check of local agents failed; retrying later'),
+    );
+  }
 
   function unindex(session: AgentSession): void {
     for (const path of session.projects.keys()) {
@@ -47,6 +92,7 @@ export function createHub(deps: HubDeps) {
     deps.presence.refresh(records).catch((err: Error) => {
       deps.log.warn({ err: err.message, connections: records.length }, 'presence refresh failed; retrying at the next heartbeat');
     });
+    if (++beats % RECONCILE_EVERY_BEATS === 0) void reconcile();
   }
   const heartbeatTimer = setInterval(heartbeat, deps.heartbeatSeconds * 1000);
   heartbeatTimer.unref();
@@ -73,7 +119,10 @@ export function createHub(deps: HubDeps) {
       unindex(session);
       const mine = byAgent.get(session.agentId);
       mine?.delete(session);
-      if (mine?.size === 0) byAgent.delete(session.agentId);
+      if (mine?.size === 0) {
+        byAgent.delete(session.agentId);
+        latestAccessRead.delete(session.agentId);
+      }
       deps.metrics.connectedAgents.set(sessions.size);
     },
 
@@ -98,7 +147,7 @@ export function createHub(deps: HubDeps) {
     dispatch(event: StoredEvent, storedAt?: number): void {
       const path = normalizePath(event.projectPath);
       const subscribers = byProject.get(path);
-      if (!subscribers) return;
+      if (!subscribers || !isWellFormedPath(path)) return;
       const frame = Buffer.from(JSON.stringify(pushFrameOf(event)));
       const isPublic = event.visibility === VISIBILITY_PUBLIC;
       let written = 0;
@@ -122,15 +171,14 @@ export function createHub(deps: HubDeps) {
       return closed;
     },
 
-    /** Grants or config project changed somewhere: recompute the agent's access on local sessions. */
+    /** Grants or config project changed somewhere (or a session just joined): re-read the agent's access. */
     async refreshAccess(agentId: string): Promise<void> {
-      const local = byAgent.get(agentId);
-      if (!local || local.size === 0) return;
-      const inputs = (await deps.agents.accessInputs([agentId])).get(agentId);
-      if (!inputs) return; // deleted: the revoke message closes the sockets
-      const access = buildAccess(agentId, inputs.configProject, inputs.grants);
-      for (const session of local) session.setAccess(access);
+      if (!byAgent.has(agentId)) return;
+      await reloadAccess([agentId]);
     },
+
+    /** Re-reads the access of every agent with a local session (periodically, and when messages may have been lost). */
+    reconcile,
 
     list(): AgentSession[] {
       return [...sessions];

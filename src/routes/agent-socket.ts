@@ -9,6 +9,7 @@ import { buildAccess, type AgentAccess } from '../agents/access-rule.js';
 import type { AuthenticatedToken } from '../agents/token-store.js';
 import { isStoreUnavailable } from '../db/pool.js';
 import { AgentSession } from '../fanout/agent-session.js';
+import { replay } from '../fanout/replay.js';
 import { HttpError } from '../http/errors.js';
 import {
   CloseCode,
@@ -82,9 +83,11 @@ export const agentSocketRoutes: FastifyPluginAsyncZod = async (app) => {
 function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, access: AgentAccess, remoteAddress: string) {
   const { config, hub, presence, metrics, log } = ctx;
   const { limits } = config;
+  const connectionId = randomUUID();
+  const connLog = log.child({ agentId: token.agentId, connectionId });
   const session = new AgentSession(
     {
-      connectionId: randomUUID(),
+      connectionId,
       agentId: token.agentId,
       agentName: token.agentName,
       tokenId: token.tokenId,
@@ -94,9 +97,11 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
     access,
     ws,
     { maxSendBufferBytes: limits.maxSendBufferBytes },
-    () => metrics.slowConsumersClosed.inc(),
+    {
+      onSlowConsumer: () => metrics.slowConsumersClosed.inc(),
+      onTaskFailed: (err) => connLog.error({ err }, 'agent session task failed; closing the socket'),
+    },
   );
-  const connLog = log.child({ agentId: token.agentId, connectionId: session.id.connectionId });
   let registered = false;
 
   session.enqueue(async () => {
@@ -115,6 +120,7 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
       return;
     }
     hub.add(session);
+    ctx.tokens.markUsed(token.tokenId).catch(() => {});
     session.send({
       type: 'hello',
       agentId: token.agentId,
@@ -122,12 +128,15 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
       heartbeatSeconds: config.heartbeatSeconds,
       config: token.config,
     });
-    // A revocation that raced the upgrade would have found no socket to close: look again.
-    if (!(await ctx.tokens.isActive(token.tokenId).catch(() => true))) {
+    // A revocation or grant change that raced the upgrade found no socket here to apply to: look again.
+    const [active] = await Promise.all([
+      ctx.tokens.isActive(token.tokenId).catch(() => true),
+      hub.refreshAccess(token.agentId).catch((err: Error) => connLog.warn({ err: err.message }, 'could not re-read agent access')),
+    ]);
+    if (!active) {
       session.close(CloseCode.Revoked, 'token revoked');
       return;
     }
-    ctx.tokens.markUsed(token.tokenId).catch(() => {});
     connLog.info({ agentName: token.agentName, remoteAddress }, 'agent connected');
   });
 
@@ -187,6 +196,7 @@ async function subscribe(ctx: AppContext, session: AgentSession, frame: Subscrib
   session.send({ type: 'subscribed', projects: session.subscriptionAnswer(visibility) });
   ctx.presence.put(session.record()).catch((err: Error) => ctx.log.warn({ err: err.message }, 'presence write failed; the heartbeat retries'));
   if (resumeFrom !== undefined) {
-    await session.replayFrom(resumeFrom, ctx);
+    session.resumeAfter(resumeFrom);
+    await replay(session, ctx);
   }
 }

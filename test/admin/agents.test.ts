@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startGateway, type TestGateway } from '../support/gateway.js';
-import { connectAgent } from '../support/agent-client.js';
+import { connectAgent, eventually } from '../support/agent-client.js';
 import { queryInSchema } from '../support/isolation.js';
 
 let gw: TestGateway;
@@ -173,9 +173,9 @@ describe('tokens', () => {
     await expect(connectAgent(gw.wsUrl, first)).rejects.toMatchObject({ status: 401 });
     const agent = await connectAgent(gw.wsUrl, second);
     await agent.close();
-    const after = await gw.admin('GET', `/agents/${id}/tokens`);
-    const used = after.body.tokens.find((t: { id: string }) => t.id === issued.body.id);
-    expect(used.lastUsedAt).toEqual(expect.any(String));
+    const lastUsed = () =>
+      gw.admin('GET', `/agents/${id}/tokens`).then((r) => r.body.tokens.find((t: { id: string }) => t.id === issued.body.id).lastUsedAt);
+    expect(await eventually(lastUsed, (at) => typeof at === 'string')).toEqual(expect.any(String));
   });
 
   test('unknown agent or token ids are 404', async () => {

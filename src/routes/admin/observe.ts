@@ -1,12 +1,21 @@
 /** Read-only views: live connections (presence, all replicas), a project's watchers, the event log. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { buildAccess, normalizePath, subscriptionAccess } from '../../agents/access-rule.js';
-import { errorResponses, notFound } from '../../http/errors.js';
+import { buildAccess, isWellFormedPath, normalizePath, subscriptionAccess } from '../../agents/access-rule.js';
+import { errorResponses, HttpError, notFound } from '../../http/errors.js';
 import { EventId } from '../../protocol/kasgate-v1.js';
 import { AgentIdParams, Connections } from './schemas.js';
 
 const security = [{ adminToken: [] }];
+
+/** The router decodes once; a path sent encoded twice (a%252Fb) decodes again. Bad escapes stay as they are. */
+function decodeProjectParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
 
 const LoggedEvent = z
   .object({
@@ -90,11 +99,14 @@ export const observeRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'A project by numeric id or path (plain or URL-encoded): last known state, and who watches it',
         security,
         params: z.object({ '*': z.string().min(1).max(1024) }),
-        response: { 200: ProjectView, ...errorResponses(401, 404) },
+        response: { 200: ProjectView, ...errorResponses(400, 401, 404) },
       },
     },
     async (request) => {
-      const idOrPath = decodeURIComponent(request.params['*']);
+      const idOrPath = decodeProjectParam(request.params['*']);
+      if (!/^\d{1,18}$/.test(idOrPath) && !isWellFormedPath(idOrPath)) {
+        throw new HttpError(400, 'invalid_request', 'expected a numeric project id or a project path such as group/project');
+      }
       const project = await ctx.projects.find(idOrPath);
       const path = normalizePath(project?.path ?? idOrPath);
       const watching = (await ctx.presence.list()).filter((c) => c.projects.some((p) => normalizePath(p) === path));
