@@ -75,8 +75,11 @@ describe.each(MODES)('GET /api/v1/events on $mode', ({ options }) => {
     expect(await list(`?project=${id}&after=${ids[6]}&limit=3`)).toEqual({ events: [], nextAfter: null });
   });
 
-  test('an after beyond any possible id is an empty page, not an error', async () => {
-    expect(await list('?after=9999999999999999999')).toEqual({ events: [], nextAfter: null });
+  test('an after past the largest bigint is a 400 naming it, not a 500; the largest one is an empty page', async () => {
+    const res = await gw.admin('GET', '/events?after=9999999999999999999');
+    expect(res.status).toBe(400);
+    expect(res.body.error.message).toContain('querystring.after');
+    expect(await list('?after=9223372036854775807')).toEqual({ events: [], nextAfter: null });
   });
 
   test('without a filter: every project, in id order, 100 by default', async () => {
