@@ -122,6 +122,8 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     closers.push(() => bus.close());
 
     const metrics = createMetrics();
+    // Assigned below: the event log and the dispatcher need each other.
+    let dispatcher: Dispatcher | undefined;
     const agents = createAgentStore(pool);
     const tokens = createTokenStore(pool);
     const cursors = createCursorStore(pool, log);
@@ -131,8 +133,12 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       log,
       metrics,
       onAppended: (batch) => {
-        bus.publish({ type: 'events', ...batch, storedAt: Date.now() }).catch((err: Error) => {
-          log.warn({ err: err.message, through: batch.events.at(-1)?.id }, 'doorbell not rung; replicas catch up by sweep');
+        const message = { type: 'events' as const, ...batch, storedAt: Date.now() };
+        // Local agents need no round trip through Redis (nor Redis at all); the dispatcher
+        // drops the copy that comes back on the bus.
+        void dispatcher?.offer(message);
+        bus.publish(message).catch((err: Error) => {
+          log.warn({ err: err.message, through: batch.events.at(-1)?.id }, 'doorbell not rung; other replicas catch up by sweep');
         });
       },
     });
@@ -147,7 +153,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
 
     const hub = createHub({ events, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
     closers.push(async () => hub.stop());
-    const dispatcher = await startDispatcher({ events, hub, bus, metrics, log, sweepSeconds: config.sweepSeconds });
+    dispatcher = await startDispatcher({ events, hub, bus, metrics, log, sweepSeconds: config.sweepSeconds });
     closers.push(() => dispatcher.stop());
     bus.onMessage((message) => {
       if (message.type !== 'events') applyControl(hub, message, log);

@@ -36,14 +36,20 @@ export function createCursorStore(pool: pg.Pool, log: Logger, flushIntervalMs = 
     if (current === undefined || eventId > current) pending.set(agentId, eventId);
   }
 
-  const timer = setInterval(() => {
+  const flushInBackground = () => {
     if (!flushing) flushing = flush().finally(() => (flushing = undefined));
-  }, flushIntervalMs);
+  };
+  const timer = setInterval(flushInBackground, flushIntervalMs);
   timer.unref();
 
   return {
     ack(agentId: string, eventId: string): void {
       record(agentId, BigInt(eventId));
+    },
+
+    /** Writes pending acks now rather than at the next tick (an agent left: it may resume elsewhere). */
+    flushSoon(): void {
+      flushInBackground();
     },
 
     async get(agentId: string): Promise<string | undefined> {

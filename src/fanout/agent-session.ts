@@ -79,6 +79,13 @@ export class AgentSession {
     return this.id.agentId;
   }
 
+  /** Resolves once the socket has sent most of what is queued (replay pages wait on it), or closed. */
+  async drained(): Promise<void> {
+    while (this.isOpen && this.ws.bufferedAmount > this.limits.maxSendBufferBytes / 2) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   get isOpen(): boolean {
     return !this.closing && this.ws.readyState === this.ws.OPEN;
   }

@@ -30,8 +30,14 @@ export function createRedisBus(publisher: Redis, subscriber: Redis, prefix: stri
   subscriber.on('ready', () => {
     if (!lostConnection) return;
     lostConnection = false;
-    log.info('redis subscriber connection back');
-    for (const handler of reconnectHandlers) handler();
+    // Catch up only once the channel is subscribed again, or a doorbell could slip between.
+    subscriber.subscribe(channel).then(
+      () => {
+        log.info('redis subscriber connection back');
+        for (const handler of reconnectHandlers) handler();
+      },
+      (err: Error) => log.warn({ err: err.message }, 'resubscribing to the bus failed; the sweep catches up'),
+    );
   });
   const subscribed = subscriber.subscribe(channel);
 

@@ -2,6 +2,10 @@
  * Replay: sends a session every stored event after its position that the access rule allows,
  * then merges the live events buffered meanwhile and switches it to live. The merge and the
  * switch run without an await in between, so no live event can slip past.
+ *
+ * Retention may delete events while they are being read. A deletion commits together with
+ * `pruned_through`, so reading `pruned_through` once more after the last page tells whether any
+ * page may have missed rows; if so the agent is told to resync, never left with a silent gap.
  */
 import type { Logger } from 'pino';
 import type { EventLog } from '../events/event-log.js';
@@ -19,7 +23,11 @@ export interface ReplayDeps {
 }
 
 /** Retries a read while the session lives: a Postgres outage must not drop connected agents. */
-async function whileOpen<T>(session: AgentSession, deps: ReplayDeps, read: () => Promise<T>): Promise<T | undefined> {
+export async function whileOpen<T>(
+  session: AgentSession,
+  deps: Pick<ReplayDeps, 'log'>,
+  read: () => Promise<T>,
+): Promise<T | undefined> {
   for (let attempt = 0; session.isOpen; attempt++) {
     try {
       return await read();
@@ -32,18 +40,25 @@ async function whileOpen<T>(session: AgentSession, deps: ReplayDeps, read: () =>
   return undefined;
 }
 
+function sendResync(session: AgentSession, deps: ReplayDeps): void {
+  session.send({ type: 'resync', reason: 'cursor_expired' });
+  deps.metrics.resyncsSent.inc();
+}
+
 export async function replay(session: AgentSession, deps: ReplayDeps): Promise<void> {
-  const bounds = await whileOpen(session, deps, async () => ({
-    pruned: BigInt(await deps.events.prunedThrough()),
-    highest: BigInt(await deps.events.highestId()),
-  }));
+  const bounds = await whileOpen(session, deps, async () => {
+    const pruned = BigInt(await deps.events.prunedThrough());
+    const stored = BigInt(await deps.events.highestId());
+    // Retention may have emptied the log: the last id ever issued is then its pruned edge.
+    return { pruned, highest: stored > pruned ? stored : pruned };
+  });
   if (!bounds) return;
   // Older than the retained log, or ahead of it (a log that was reset): pushes may have been missed.
   if (session.lastSentId < bounds.pruned || session.lastSentId > bounds.highest) {
-    session.send({ type: 'resync', reason: 'cursor_expired' });
-    deps.metrics.resyncsSent.inc();
+    sendResync(session, deps);
     session.lastSentId = session.lastSentId < bounds.pruned ? bounds.pruned : bounds.highest;
   }
+  const readFrom = session.lastSentId;
 
   const projects = [...session.projects.keys()];
   for (;;) {
@@ -58,7 +73,10 @@ export async function replay(session: AgentSession, deps: ReplayDeps): Promise<v
       const id = BigInt(event.id);
       if (id > session.lastSentId) session.lastSentId = id;
     }
-    if (page.length === PAGE) continue;
+    if (page.length === PAGE) {
+      await session.drained();
+      continue;
+    }
 
     // Caught up with the log: merge what the hub buffered meanwhile, then go live.
     // An overflowed buffer lost events: read them from the log again instead.
@@ -71,6 +89,12 @@ export async function replay(session: AgentSession, deps: ReplayDeps): Promise<v
       }
     }
     session.goLive();
-    return;
+    break;
+  }
+
+  const prunedAfter = await whileOpen(session, deps, () => deps.events.prunedThrough());
+  if (prunedAfter !== undefined && BigInt(prunedAfter) > readFrom) {
+    deps.log.info({ connectionId: session.id.connectionId, readFrom: String(readFrom), prunedAfter }, 'retention overtook a replay');
+    sendResync(session, deps);
   }
 }

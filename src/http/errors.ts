@@ -37,6 +37,14 @@ const FASTIFY_CLIENT_ERRORS: Record<string, { status: number; code: string; mess
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'invalid_content_length', message: 'Content-Length does not match the body' },
 };
 
+/** ioredis' ways of saying Redis is away (with the offline queue off, commands fail fast). */
+function isRedisUnavailable(err: Error): boolean {
+  return (
+    err.name === 'MaxRetriesPerRequestError' ||
+    /Stream isn't writeable|Connection is closed|Command timed out|Reached the max retries/.test(err.message)
+  );
+}
+
 export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send(errorBody('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`));
@@ -63,6 +71,10 @@ export function installErrorHandling(app: FastifyInstance): void {
     }
     if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
       return reply.code(err.statusCode).send(errorBody('bad_request', err.message));
+    }
+    if (isRedisUnavailable(err)) {
+      request.log.warn({ err: err.message }, 'redis unavailable');
+      return reply.code(503).header('retry-after', '5').send(errorBody('presence_unavailable', 'presence (Redis) is unavailable; retry later'));
     }
     if (isStoreUnavailable(err)) {
       request.log.warn({ err: err.message }, 'postgres unavailable');

@@ -9,7 +9,7 @@ import { buildAccess, type AgentAccess } from '../agents/access-rule.js';
 import type { AuthenticatedToken } from '../agents/token-store.js';
 import { isStoreUnavailable } from '../db/pool.js';
 import { AgentSession } from '../fanout/agent-session.js';
-import { replay } from '../fanout/replay.js';
+import { replay, whileOpen } from '../fanout/replay.js';
 import { HttpError } from '../http/errors.js';
 import {
   CloseCode,
@@ -174,6 +174,8 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
   ws.on('error', (err) => connLog.debug({ err: err.message }, 'agent socket error'));
   ws.on('close', (code: number) => {
     hub.remove(session);
+    // The agent may resume on another replica within a second: hand its acks over now.
+    ctx.cursors.flushSoon();
     if (registered) presence.remove(session.record()).catch(() => {});
     connLog.info({ code }, 'agent disconnected');
   });
@@ -183,8 +185,17 @@ async function subscribe(ctx: AppContext, session: AgentSession, frame: Subscrib
   if (!session.isOpen) return;
   const first = !session.subscribedOnce;
   session.subscribedOnce = true;
-  const resumeFrom =
-    frame.resumeAfter ?? (first ? await ctx.cursors.get(session.agentId).catch(() => undefined) : undefined);
+  let resumeFrom = frame.resumeAfter;
+  if (resumeFrom === undefined && first) {
+    const stored = await whileOpen(session, ctx, async () => ({ cursor: await ctx.cursors.get(session.agentId) }));
+    if (!stored) return;
+    resumeFrom = stored.cursor;
+    // An agent with no position yet starts live from here; remember it, so that if it drops
+    // before its first ack it still resumes from this point rather than from "now".
+    if (resumeFrom === undefined) {
+      ctx.cursors.ack(session.agentId, ctx.dispatcher.highestDispatched);
+    }
+  }
   const wanted = [...new Set(frame.projects)];
   const visibility = await ctx.projects
     .visibilities(wanted.map((p) => p.toLowerCase()))

@@ -24,13 +24,15 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       schema: {
         tags: ['operations'],
-        summary: 'Readiness: Postgres reachable (Redis is reported; its loss degrades, it does not stop ingest)',
+        summary: 'Readiness: Postgres reachable and not draining (Redis is reported; its loss degrades, it does not stop ingest)',
         response: { 200: Readiness, 503: Readiness },
       },
     },
     async (_request, reply) => {
       const checks = await app.ctx.readiness();
-      const ready = checks.postgres === 'ok';
+      // While draining, new agents must go elsewhere: leave the load balancer's rotation.
+      if (!app.ctx.hub.accepting) checks.replica = 'draining';
+      const ready = checks.postgres === 'ok' && app.ctx.hub.accepting;
       return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });
     },
   );

@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { eventually } from '../support/agent-client.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { databaseUrl } from '../support/isolation.js';
-import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { FIXTURE_CASES, newKey, postRaw, readJson } from './support/webhooks.js';
 
 const CONTRACT_MS = 2000;
@@ -21,9 +21,9 @@ afterEach(async () => {
 
 async function gatewayBehindProxy(): Promise<{ gw: TestGateway; proxy: TcpProxy }> {
   const direct = new URL(databaseUrl());
-  const proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
+  const proxy = await startTcpProxy(direct.hostname, Number(direct.port || 5432));
   const viaProxy = new URL(direct);
-  viaProxy.hostname = proxy.host;
+  viaProxy.hostname = '127.0.0.1';
   viaProxy.port = String(proxy.port);
   // Migrations run at start, through the proxy: it is cut only afterwards.
   const gw = await startGateway({ env: { DATABASE_URL: viaProxy.toString() } });
@@ -39,9 +39,9 @@ async function gatewayBehindProxy(): Promise<{ gw: TestGateway; proxy: TcpProxy 
 async function embeddedGatewayBehindProxy(): Promise<{ gw: TestGateway; proxy: TcpProxy }> {
   const gw = await startGateway({ embedded: true });
   const options = (gw.ctx.pool as pg.Pool & { options: { host: string; port: number } }).options;
-  const proxy = await startTcpProxy({ host: options.host, port: options.port });
+  const proxy = await startTcpProxy(String(options.host), Number(options.port));
   cleanup.push(() => proxy.close(), () => gw.close());
-  options.host = proxy.host;
+  options.host = '127.0.0.1';
   options.port = proxy.port;
   // pg-pool has no public way to drop its clients: end the direct ones as they become idle
   // (the pool itself replaces what breaks) until every connection goes through the proxy.

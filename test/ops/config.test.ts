@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { checkServeConfig, ConfigError, loadConfig, parseDuration } from '../../src/config.js';
-import { runCli } from '../support/cli.js';
+import { spawnKasgate } from '../support/kasgate-process.js';
 
 describe('configuration from the environment', () => {
   test('defaults: embedded mode on port 8080, 24h retention, 30 s heartbeat, 1 MiB bodies', () => {
@@ -64,7 +64,7 @@ describe('configuration from the environment', () => {
   });
 
   test('`kasgate serve` with PORT=eighty exits non-zero naming PORT', async () => {
-    const cli = runCli(['serve'], { PORT: 'eighty' });
+    const cli = spawnKasgate(['serve'], { PORT: 'eighty' });
     const { code } = await cli.exited;
     expect(code).not.toBe(0);
     expect(cli.output()).toMatch(/PORT: must be a whole number/);

@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
-import { runCli, type CliProcess } from '../support/cli.js';
+import { spawnKasgate, type KasgateProcess } from '../support/kasgate-process.js';
 import { connectAgent } from '../support/agent-client.js';
 import { fixtures } from '../support/fixtures.js';
 
@@ -15,17 +15,15 @@ afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
-async function serve(dataDir: string): Promise<{ cli: CliProcess; url: string }> {
-  const cli = runCli(['serve'], { KASGATE_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'debug' });
+async function serve(dataDir: string): Promise<{ cli: KasgateProcess; url: string }> {
+  const cli = spawnKasgate(['serve'], { KASGATE_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'debug' });
   const listening = await cli.waitForLog(/^kasgate listening$/, 30_000);
   return { cli, url: `http://127.0.0.1:${String(listening.port)}` };
 }
 
-async function stop(cli: CliProcess): Promise<number | null> {
-  const started = Date.now();
-  cli.child.kill('SIGTERM');
-  const { code } = await cli.exited;
-  expect(Date.now() - started).toBeLessThan(10_000);
+async function stop(cli: KasgateProcess): Promise<number | null> {
+  const { code, afterSignalMs } = await cli.stop();
+  expect(afterSignalMs).toBeLessThan(10_000);
   return code;
 }
 
@@ -85,7 +83,7 @@ test('a second process on the same data dir is refused, naming KASGATE_DATA_DIR'
   const dataDir = await mkdtemp(join(tmpdir(), 'kasgate-embedded-'));
   dirs.push(dataDir);
   const first = await serve(dataDir);
-  const second = runCli(['serve'], { KASGATE_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' });
+  const second = spawnKasgate(['serve'], { KASGATE_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' });
   const { code } = await second.exited;
   expect(code).not.toBe(0);
   expect(second.output()).toContain('KASGATE_DATA_DIR');

@@ -1,5 +1,5 @@
 import { afterAll, expect, test } from 'vitest';
-import { runCli } from '../support/cli.js';
+import { spawnKasgate } from '../support/kasgate-process.js';
 import { databaseUrl, queryInSchema, testSchema } from '../support/isolation.js';
 
 const schema = testSchema();
@@ -7,7 +7,7 @@ afterAll(() => schema.drop());
 
 test('`kasgate migrate` run by several replicas at once applies each migration once, then reports up to date', async () => {
   const env = { DATABASE_URL: databaseUrl(), KASGATE_DB_SCHEMA: schema.schema, LOG_LEVEL: 'info' };
-  const racers = [runCli(['migrate'], env), runCli(['migrate'], env), runCli(['migrate'], env)];
+  const racers = [spawnKasgate(['migrate'], env), spawnKasgate(['migrate'], env), spawnKasgate(['migrate'], env)];
   const codes = await Promise.all(racers.map(async (r) => (await r.exited).code));
   if (codes.some((c) => c !== 0)) console.error(racers.map((r) => r.output()).join('\n'));
   expect(codes).toEqual([0, 0, 0]);
@@ -23,7 +23,7 @@ test('`kasgate migrate` run by several replicas at once applies each migration o
     expect.arrayContaining(['agents', 'agent_tokens', 'agent_grants', 'projects', 'push_events', 'agent_cursors']),
   );
 
-  const again = runCli(['migrate'], env);
+  const again = spawnKasgate(['migrate'], env);
   expect((await again.exited).code).toBe(0);
   expect(again.output()).toMatch(/database is up to date/);
 }, 60_000);

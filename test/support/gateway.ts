@@ -12,6 +12,7 @@ import { createLogger } from '../../src/log.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import type { AppContext } from '../../src/context.js';
 import { databaseUrl, redisUrl, testRedisPrefix, testSchema } from './isolation.js';
+import { adminRequest, registerAgent, sendWebhook } from './api.js';
 
 export interface GatewayOptions {
   /** Extra environment (limits, heartbeat...), applied over the test defaults. */
@@ -85,27 +86,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     get ctx() {
       return server.ctx;
     },
-    async admin(method, path, body) {
-      const response = await fetch(`${server.url}/api/v1${path}`, {
-        method,
-        headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await response.text();
-      return { status: response.status, body: text ? JSON.parse(text) : undefined };
-    },
-    async createAgent(name, configProject, config) {
-      const { status, body } = await gateway.admin('POST', '/agents', { name, configProject, config });
-      if (status !== 201) throw new Error(`creating agent ${name}: ${status} ${JSON.stringify(body)}`);
-      return { id: body.agent.id, token: body.token.token };
-    },
-    postWebhook(body, headers = {}) {
-      return fetch(`${server.url}/webhooks/gitlab`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-gitlab-token': webhookSecret, 'x-gitlab-event': 'Push Hook', ...headers },
-        body: typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body),
-      });
-    },
+    admin: (method, path, body) => adminRequest(server.url, adminToken, method, path, body),
+    createAgent: (name, configProject, config) => registerAgent(server.url, adminToken, { name, configProject, config }),
+    postWebhook: (body, headers) => sendWebhook(server.url, webhookSecret, body, headers),
     async restart() {
       await server.shutdown();
       server = await startServer(loadConfig(env), log);

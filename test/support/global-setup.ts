@@ -63,6 +63,7 @@ export default async function setup(project: TestProject) {
           `${redisUp ? '' : `Nothing answers at ${redisUrl}. `}` +
           'Start them (see README "Running the tests"), or set DATABASE_URL / REDIS_URL, ' +
           `or run a Docker engine for testcontainers (${(err as Error).message.split('\n')[0]}).`,
+        { cause: err },
       );
     }
   }

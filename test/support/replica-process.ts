@@ -9,25 +9,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { databaseUrl, queryInSchema, redisUrl, testRedisPrefix, testSchema } from './isolation.js';
+import { adminRequest, registerAgent, sendWebhook } from './api.js';
+import { killWithTests, spawnKasgate, type ExitStatus } from './kasgate-process.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const KEPT_LOG_LINES = 3000;
-
-/** Children still running, killed if the test process goes away first. */
-const live = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
-
-export interface ExitStatus {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** Milliseconds from the first signal sent by stop()/kill() to the exit. */
-  afterSignalMs: number | undefined;
-}
+export type { ExitStatus } from './kasgate-process.js';
 
 export interface ReplicaProcess {
   name: string;
@@ -54,108 +41,33 @@ export interface ReplicaOptions {
 
 /** Starts `kasgate serve` with `env` and resolves once it listens. */
 export async function startReplicaProcess(env: Record<string, string>, options: ReplicaOptions): Promise<ReplicaProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      ...env,
-      HOST: '127.0.0.1',
-      PORT: String(options.port ?? 0),
-      // The launcher reads the port from the "kasgate listening" line.
-      LOG_LEVEL: 'info',
-      KASGATE_REPLICA_ID: options.name,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const proc = spawnKasgate(['serve'], {
+    ...env,
+    HOST: '127.0.0.1',
+    PORT: String(options.port ?? 0),
+    // The port is read from the "kasgate listening" line.
+    LOG_LEVEL: 'info',
+    KASGATE_REPLICA_ID: options.name,
   });
-  live.add(child);
-  const lines: string[] = [];
-  let signalledAt: number | undefined;
-  let onLine: ((line: string) => void) | undefined;
-  const lineWatchers = new Set<(line: string) => void>();
-  const collect = (stream: NodeJS.ReadableStream) => {
-    let partial = '';
-    stream.on('data', (chunk: Buffer) => {
-      const parts = (partial + chunk.toString()).split('\n');
-      partial = parts.pop()!;
-      for (const line of parts) {
-        lines.push(line);
-        if (lines.length > KEPT_LOG_LINES) lines.shift();
-        onLine?.(line);
-        for (const watch of lineWatchers) watch(line);
-      }
-    });
-  };
-  collect(child.stdout!);
-  collect(child.stderr!);
-  const exited = new Promise<ExitStatus>((resolve) =>
-    child.once('exit', (code, signal) => {
-      live.delete(child);
-      resolve({ code, signal, afterSignalMs: signalledAt === undefined ? undefined : Date.now() - signalledAt });
-    }),
-  );
-
-  const port = await new Promise<number>((resolve, reject) => {
-    let settled = false;
-    const timer = setTimeout(() => fail(`did not listen within ${options.startTimeoutMs ?? 20_000} ms`), options.startTimeoutMs ?? 20_000);
-    const fail = (why: string) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      onLine = undefined;
-      child.kill('SIGKILL');
-      reject(new Error(`replica ${options.name} ${why}:\n${lines.slice(-40).join('\n')}`));
-    };
-    onLine = (line) => {
-      if (!line.includes('"kasgate listening"')) return;
-      settled = true;
-      clearTimeout(timer);
-      onLine = undefined;
-      resolve(Number((JSON.parse(line) as { port: number }).port));
-    };
-    void exited.then(({ code, signal }) => fail(`exited (${code ?? signal}) before listening`));
-  });
-
+  let port: number;
+  try {
+    port = Number((await proc.waitForLog(/^kasgate listening$/, options.startTimeoutMs ?? 20_000)).port);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw new Error(`replica ${options.name} did not start: ${(err as Error).message}`, { cause: err });
+  }
   const url = `http://127.0.0.1:${port}`;
-  const kill = (signal: NodeJS.Signals) => {
-    signalledAt ??= Date.now();
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-  };
   return {
     name: options.name,
     port,
     url,
     wsUrl: url.replace(/^http/, 'ws'),
-    child,
-    exited,
-    logs: () => [...lines],
-    waitForLog(msg, timeoutMs = 10_000) {
-      const matches = (line: string) => {
-        try {
-          return msg.test(String((JSON.parse(line) as { msg?: unknown }).msg ?? ''));
-        } catch {
-          return false;
-        }
-      };
-      if (lines.some(matches)) return Promise.resolve();
-      return new Promise((resolve, reject) => {
-        const watch = (line: string) => {
-          if (!matches(line)) return;
-          lineWatchers.delete(watch);
-          clearTimeout(timer);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          lineWatchers.delete(watch);
-          reject(new Error(`replica ${options.name} logged no ${msg} within ${timeoutMs} ms`));
-        }, timeoutMs);
-        lineWatchers.add(watch);
-      });
-    },
-    kill,
-    async stop() {
-      kill('SIGTERM');
-      return exited;
-    },
+    child: proc.child,
+    exited: proc.exited,
+    logs: proc.lines,
+    waitForLog: async (msg, timeoutMs = 10_000) => void (await proc.waitForLog(msg, timeoutMs)),
+    kill: proc.kill,
+    stop: proc.stop,
   };
 }
 
@@ -194,28 +106,9 @@ export function createDeployment(options: { redisUrl?: string; env?: Record<stri
     redisPrefix: prefix.prefix,
     adminToken,
     webhookSecret,
-    async admin(baseUrl, method, path, body) {
-      const response = await fetch(`${baseUrl}/api/v1${path}`, {
-        method,
-        headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await response.text();
-      return { status: response.status, body: text ? JSON.parse(text) : undefined };
-    },
-    async createAgent(baseUrl, name, configProject) {
-      const { status, body } = await deployment.admin(baseUrl, 'POST', '/agents', { name, configProject });
-      if (status !== 201) throw new Error(`creating agent ${name}: ${status} ${JSON.stringify(body)}`);
-      return { id: body.agent.id, token: body.token.token };
-    },
-    postWebhook(baseUrl, body, headers = {}) {
-      return fetch(`${baseUrl}/webhooks/gitlab`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-gitlab-token': webhookSecret, 'x-gitlab-event': 'Push Hook', ...headers },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(10_000),
-      });
-    },
+    admin: (baseUrl, method, path, body) => adminRequest(baseUrl, adminToken, method, path, body),
+    createAgent: (baseUrl, name, configProject) => registerAgent(baseUrl, adminToken, { name, configProject }),
+    postWebhook: (baseUrl, body, headers) => sendWebhook(baseUrl, webhookSecret, body, headers),
     query: (sql, params) => queryInSchema(schema.schema, sql, params),
     async cleanup() {
       await schema.drop();
@@ -246,8 +139,8 @@ export async function startRedisServer(): Promise<RedisServer> {
       stdio: 'ignore',
     });
     child = proc;
-    live.add(proc);
-    exited = new Promise((resolve) => proc.once('exit', () => (live.delete(proc), resolve())));
+    killWithTests(proc);
+    exited = new Promise((resolve) => proc.once('exit', () => resolve()));
     const deadline = Date.now() + 10_000;
     for (;;) {
       const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
