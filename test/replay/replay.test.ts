@@ -134,6 +134,8 @@ describe('resync', () => {
 
     const agent = await connectAgent(gw.wsUrl, info.token);
     await agent.subscribe(['rs/app'], ids[0]);
+    // The replay read the log before the sentinel exists; otherwise the sentinel could be replayed too.
+    await agent.waitFor((f) => f.type === 'push' && f.eventId === ids[4]);
     const live = await sentinel(agent, 'rs/app');
     const types = agent.frames.map((f) => (f.type === 'push' ? f.eventId : f.type));
     expect(types).toEqual(['hello', 'subscribed', 'resync', ids[3], ids[4], live]);
