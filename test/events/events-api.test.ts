@@ -1,6 +1,6 @@
 /** GET /api/v1/events?project=&after=&limit=: the push event log as an admin sees it, on both stores. */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { describe, expect, test } from 'vitest';
+import { useGateway } from '../support/gateway.js';
 import { nextProjectId, pushBody } from '../support/fixtures.js';
 import { MODES, newKey, readJson } from '../gitlab/support/webhooks.js';
 
@@ -13,13 +13,7 @@ interface LoggedEvent {
 }
 
 describe.each(MODES)('GET /api/v1/events on $mode', ({ options }) => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway(options);
-  });
-  afterAll(async () => {
-    await gw?.close();
-  });
+  const gw = useGateway(options);
 
   async function push(projectId: number, path: string, ref = 'refs/heads/main'): Promise<string> {
     const res = await gw.postWebhook(pushBody({ projectId, path, ref }), { 'idempotency-key': newKey() });

@@ -2,21 +2,15 @@
  * Group commit, seen from outside: many concurrent webhooks are all stored, each with its own
  * id, and they reach Postgres in batches (fewer round trips than webhooks). No speed asserted.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { describe, expect, test } from 'vitest';
+import { useGateway } from '../support/gateway.js';
 import { nextProjectId, pushBody } from '../support/fixtures.js';
 import { MODES, newKey, readJson } from '../gitlab/support/webhooks.js';
 
 const CONCURRENT = 200;
 
 describe.each(MODES)('group commit on $mode', ({ options }) => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway(options);
-  });
-  afterAll(async () => {
-    await gw?.close();
-  });
+  const gw = useGateway(options);
 
   async function batchSizes(): Promise<{ batches: number; events: number; singles: number }> {
     const text = await (await fetch(`${gw.url}/metrics`)).text();

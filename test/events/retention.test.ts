@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { describe, expect, test } from 'vitest';
+import { useGateway, type TestGateway } from '../support/gateway.js';
 import { eventually } from '../support/agent-client.js';
 import { pushBody } from '../support/fixtures.js';
 import { queryInSchema } from '../support/isolation.js';
@@ -32,13 +32,7 @@ const counts = async (gw: TestGateway) => {
 };
 
 describe('retention with the default 24h window', () => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway();
-  });
-  afterAll(async () => {
-    await gw?.close();
-  });
+  const gw = useGateway();
 
   test('a large prune runs in batches while webhooks keep getting 202 promptly', { timeout: 60_000 }, async () => {
     await insertOldEvents(gw, 50_000, "'2 days'");
@@ -83,13 +77,7 @@ describe('retention with the default 24h window', () => {
 });
 
 describe('retention with a 1s window', () => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway({ env: { KASGATE_EVENT_RETENTION: '1s' } });
-  });
-  afterAll(async () => {
-    await gw?.close();
-  });
+  const gw = useGateway({ env: { KASGATE_EVENT_RETENTION: '1s' } });
 
   test('events older than the window go, younger ones stay, and pruned_through marks the cut', async () => {
     const first = await accept(gw, 'ret/short');

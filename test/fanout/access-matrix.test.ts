@@ -3,7 +3,7 @@
  * the access rule allows, whichever replica took the webhook and whichever holds the socket.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { useReplicaPair, type TestGateway } from '../support/gateway.js';
 import { connectAgent, eventually, type TestAgent } from '../support/agent-client.js';
 import { afters, metric, push, received } from './support/helpers.js';
 
@@ -11,16 +11,7 @@ const PRIVATE = 0;
 const INTERNAL = 10;
 const PUBLIC = 20;
 
-let a: TestGateway;
-let b: TestGateway;
-beforeAll(async () => {
-  a = await startGateway();
-  b = await startGateway({ peer: a });
-});
-afterAll(async () => {
-  await b?.close();
-  await a?.close();
-});
+const [a, b] = useReplicaPair();
 
 describe.each([
   ['A', 'B'],

@@ -2,23 +2,14 @@
  * Presence in Redis across replicas: who is connected where, refreshed by the heartbeat, removed
  * on close, and expiring by TTL when a replica dies without a word.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { describe, expect, test } from 'vitest';
+import { useGateway, useReplicaPair, type TestGateway } from '../support/gateway.js';
 import { connectAgent, eventually } from '../support/agent-client.js';
 import { CloseCode } from '../../src/protocol/kasgate-v1.js';
 import { push } from './support/helpers.js';
 import { startReplicaProcess } from '../support/replica-process.js';
+import type { ConnectionRecord as Connection } from '../../src/fanout/presence.js';
 
-interface Connection {
-  connectionId: string;
-  agentId: string;
-  agentName: string;
-  replicaId: string;
-  remoteAddress: string;
-  connectedAt: string;
-  lastHeartbeatAt: string;
-  projects: string[];
-}
 
 const connectionsOf = async (gw: TestGateway, agentId?: string): Promise<Connection[]> => {
   const { status, body } = await gw.admin('GET', agentId ? `/agents/${agentId}/connections` : '/connections');
@@ -27,16 +18,7 @@ const connectionsOf = async (gw: TestGateway, agentId?: string): Promise<Connect
 };
 
 describe('two replicas, default heartbeat', () => {
-  let a: TestGateway;
-  let b: TestGateway;
-  beforeAll(async () => {
-    a = await startGateway();
-    b = await startGateway({ peer: a });
-  });
-  afterAll(async () => {
-    await b?.close();
-    await a?.close();
-  });
+  const [a, b] = useReplicaPair();
 
   test('GET /connections on A lists an agent connected to B, with its subscription; gone once it closes', async () => {
     const agent = await a.createAgent('present', 'present/config');
@@ -113,13 +95,7 @@ describe('two replicas, default heartbeat', () => {
 });
 
 describe('heartbeat every second', () => {
-  let h: TestGateway;
-  beforeAll(async () => {
-    h = await startGateway({ env: { KASGATE_HEARTBEAT_SECONDS: '1' } });
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useGateway({ env: { KASGATE_HEARTBEAT_SECONDS: '1' } });
 
   test('an agent that answers no ping is closed with 4408 and leaves presence; one that answers stays', async () => {
     const agent = await h.createAgent('silent', 'silent/config');

@@ -1,22 +1,13 @@
 /** Revocation across replicas (control messages over Redis) and what the upgrade refuses. */
 import { performance } from 'node:perf_hooks';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import WebSocket from 'ws';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { useReplicaPair, type TestGateway } from '../support/gateway.js';
 import { connectAgent, eventually } from '../support/agent-client.js';
 import { CONNECT_PATH } from '../../src/protocol/kasgate-v1.js';
 import { push, received } from './support/helpers.js';
 
-let a: TestGateway;
-let b: TestGateway;
-beforeAll(async () => {
-  a = await startGateway();
-  b = await startGateway({ peer: a });
-});
-afterAll(async () => {
-  await b?.close();
-  await a?.close();
-});
+const [a, b] = useReplicaPair();
 
 /** The HTTP status of a refused upgrade (connectAgent rejects with it). */
 async function refusedStatus(gw: TestGateway, token: string, protocols?: string[]): Promise<{ status: number; body: string }> {

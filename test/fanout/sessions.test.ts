@@ -2,24 +2,15 @@
  * One connection's life under concurrency, on two replicas with default limits: subscribing while
  * events flow, replacing the subscription, closing mid-subscribe, and the default bad-frame limit.
  */
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import WebSocket from 'ws';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { useReplicaPair, type TestGateway } from '../support/gateway.js';
 import { connectAgent, eventually } from '../support/agent-client.js';
 import { queryInSchema } from '../support/isolation.js';
 import { CloseCode, CONNECT_PATH, SUBPROTOCOL } from '../../src/protocol/kasgate-v1.js';
 import { afters, push, received } from './support/helpers.js';
 
-let a: TestGateway;
-let b: TestGateway;
-beforeAll(async () => {
-  a = await startGateway();
-  b = await startGateway({ peer: a });
-});
-afterAll(async () => {
-  await b?.close();
-  await a?.close();
-});
+const [a, b] = useReplicaPair();
 
 /** Posts pushes of `path` to `gw` one after another until `stop()` says so; returns their afters in log order. */
 function pushStream(gw: TestGateway, path: string) {

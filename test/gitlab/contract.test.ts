@@ -2,8 +2,8 @@
  * Every row of the contract's table for POST /webhooks/gitlab, for every fixture, on Postgres and
  * on the embedded default. (503 is in outage.test.ts: it needs a proxy in front of the store.)
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { describe, expect, test } from 'vitest';
+import { useGateway } from '../support/gateway.js';
 import {
   FIXTURE_CASES,
   MODES,
@@ -21,13 +21,7 @@ const MAX_BODY = 1_048_576; // the default KASGATE_MAX_BODY_BYTES
 const signingKey = newSigningKey();
 
 describe.each(MODES)('POST /webhooks/gitlab on $mode', ({ options }) => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway({ ...options, env: { KASGATE_WEBHOOK_SIGNING_KEYS: signingKey } });
-  });
-  afterAll(async () => {
-    await gw?.close();
-  });
+  const gw = useGateway({ ...options, env: { KASGATE_WEBHOOK_SIGNING_KEYS: signingKey } });
 
   const tokenHeaders = (event: string, key?: string) => ({
     'content-type': 'application/json',

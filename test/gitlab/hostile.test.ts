@@ -2,8 +2,8 @@
  * Hostile bodies, from a caller that holds the secret: each gets a 4xx with the error body, never
  * a 5xx, and the gateway keeps serving (on both stores).
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { describe, expect, test } from 'vitest';
+import { useGateway } from '../support/gateway.js';
 import { fixtures, nextProjectId, pushBody } from '../support/fixtures.js';
 import { MODES, edited, newKey, postRaw, readJson } from './support/webhooks.js';
 
@@ -55,13 +55,7 @@ const HOSTILE = CASES.map(([label, body, contentType, status, field]) => ({ labe
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 describe.each(MODES)('hostile bodies on $mode', ({ options }) => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway(options);
-  });
-  afterAll(async () => {
-    await gw?.close();
-  });
+  const gw = useGateway(options);
 
   test.each(HOSTILE)('$label → $status', async ({ body, contentType, status, field }) => {
     const res = await postRaw(gw, body, {

@@ -2,8 +2,8 @@
  * Idempotency: Idempotency-Key, else X-Gitlab-Event-UUID, never the content. A redelivery gets
  * the first answer and no second event, even when the copies arrive at once.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { describe, expect, test } from 'vitest';
+import { useGateway, useReplicaPair } from '../support/gateway.js';
 import { nextProjectId, pushBody } from '../support/fixtures.js';
 import { MODES, newKey, readJson } from './support/webhooks.js';
 
@@ -14,13 +14,7 @@ interface Accepted {
 }
 
 describe.each(MODES)('idempotency on $mode', ({ options }) => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway(options);
-  });
-  afterAll(async () => {
-    await gw?.close();
-  });
+  const gw = useGateway(options);
 
   async function deliver(body: object, headers: Record<string, string>): Promise<Accepted> {
     const res = await gw.postWebhook(body, headers);
@@ -120,16 +114,7 @@ describe.each(MODES)('idempotency on $mode', ({ options }) => {
 });
 
 describe('idempotency across replicas (Postgres)', () => {
-  let first: TestGateway;
-  let second: TestGateway;
-  beforeAll(async () => {
-    first = await startGateway();
-    second = await startGateway({ peer: first });
-  });
-  afterAll(async () => {
-    await second?.close();
-    await first?.close();
-  });
+  const [first, second] = useReplicaPair();
 
   test('copies of one delivery spread over two replicas at once: one event', async () => {
     const id = nextProjectId();

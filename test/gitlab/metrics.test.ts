@@ -1,16 +1,10 @@
 /** /metrics after a few webhooks: counts by kind and outcome, and the ingest duration histogram. */
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { expect, test } from 'vitest';
+import { useGateway } from '../support/gateway.js';
 import { fixtures, nextProjectId, pushBody } from '../support/fixtures.js';
 import { newKey, postRaw } from './support/webhooks.js';
 
-let gw: TestGateway;
-beforeAll(async () => {
-  gw = await startGateway();
-});
-afterAll(async () => {
-  await gw?.close();
-});
+const gw = useGateway();
 
 /** Every sample of a metric: its labels and value. */
 async function samples(name: string): Promise<{ labels: Record<string, string>; value: number }[]> {

@@ -2,21 +2,15 @@
  * Push Hook, Tag Push Hook and System Hook bodies become one PushEvent: what lands in the log
  * (GET /api/v1/events) and in the projects table (GET /api/v1/projects/{id}), on both stores.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { describe, expect, test } from 'vitest';
+import { useGateway } from '../support/gateway.js';
 import { fixtures, nextProjectId, pushBody } from '../support/fixtures.js';
 import { MODES, edited, newKey, readJson } from './support/webhooks.js';
 
 const ZERO_SHA = '0'.repeat(40);
 
 describe.each(MODES)('normalization on $mode', ({ options }) => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway(options);
-  });
-  afterAll(async () => {
-    await gw?.close();
-  });
+  const gw = useGateway(options);
 
   async function deliver(body: object | string, event = 'Push Hook') {
     const res = await gw.postWebhook(body, { 'x-gitlab-event': event, 'idempotency-key': newKey() });

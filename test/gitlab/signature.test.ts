@@ -2,8 +2,8 @@
  * GitLab's signing token, in the Standard Webhooks form, verified over the exact bytes received;
  * keys `whsec_<base64>` from KASGATE_WEBHOOK_SIGNING_KEYS (several, for rotation).
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { describe, expect, test } from 'vitest';
+import { startGateway, useGateway } from '../support/gateway.js';
 import { fixtures } from '../support/fixtures.js';
 import { newKey, newSigningKey, postRaw, signature, signedHeaders, readJson } from './support/webhooks.js';
 
@@ -12,13 +12,7 @@ const previousKey = newSigningKey();
 const raw = fixtures.push.raw; // pretty-printed, as the file has it
 const now = () => Math.floor(Date.now() / 1000);
 
-let gw: TestGateway;
-beforeAll(async () => {
-  gw = await startGateway({ env: { KASGATE_WEBHOOK_SIGNING_KEYS: `${currentKey}, ${previousKey}` } });
-});
-afterAll(async () => {
-  await gw?.close();
-});
+const gw = useGateway({ env: { KASGATE_WEBHOOK_SIGNING_KEYS: `${currentKey}, ${previousKey}` } });
 
 /** Status and error code of an answer. */
 async function answer(res: Response): Promise<{ status: number; code: string | undefined }> {

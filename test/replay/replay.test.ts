@@ -1,18 +1,12 @@
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { describe, expect, test } from 'vitest';
+import { useGateway } from '../support/gateway.js';
 import { connectAgent, eventually, type TestAgent } from '../support/agent-client.js';
 import { pushBody } from '../support/fixtures.js';
 import { queryInSchema } from '../support/isolation.js';
 import { expectedIds, type AgentRights } from './entitlement.js';
 import { inLanes, loggedEvents, readMetric, seededRandom, VISIBILITIES } from './support.js';
 
-let gw: TestGateway;
-beforeAll(async () => {
-  gw = await startGateway();
-});
-afterAll(async () => {
-  await gw?.close();
-});
+const gw = useGateway();
 
 async function post(path: string, visibility: number | null, projectId = 4000): Promise<string> {
   const res = await gw.postWebhook(pushBody({ path, visibility, projectId }));
@@ -167,13 +161,7 @@ describe('resync', () => {
 });
 
 describe('an emptied log', () => {
-  let short: TestGateway;
-  beforeAll(async () => {
-    short = await startGateway({ env: { KASGATE_EVENT_RETENTION: '1s' } });
-  });
-  afterAll(async () => {
-    await short?.close();
-  });
+  const short = useGateway({ env: { KASGATE_EVENT_RETENTION: '1s' } });
 
   test('a cursor at the last pruned event resumes without a resync although no event is left', async () => {
     const info = await short.createAgent('empty', 'em/app');

@@ -2,20 +2,14 @@
  * Retention deleting events while a replay is reading them: the agent must either receive every
  * event after its cursor or be told to resync, never silently miss the deleted ones.
  */
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway.js';
+import { expect, test } from 'vitest';
+import { useGateway } from '../support/gateway.js';
 import { connectAgent } from '../support/agent-client.js';
 import { pushBody } from '../support/fixtures.js';
 import { queryInSchema } from '../support/isolation.js';
 
 const BACKLOG = 20_000;
-let gw: TestGateway;
-beforeAll(async () => {
-  gw = await startGateway();
-});
-afterAll(async () => {
-  await gw?.close();
-});
+const gw = useGateway();
 
 test('a prune that overtakes a running replay ends in a resync', { timeout: 30_000 }, async () => {
   const info = await gw.createAgent('raced', 'race/app');

@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
@@ -107,4 +108,45 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
 
 function pick(env: Record<string, string>, pattern: RegExp): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter(([k]) => pattern.test(k)));
+}
+
+/**
+ * A gateway for the enclosing describe block (or file): started in beforeAll, closed in afterAll.
+ * The handle forwards to it, so tests use it like the gateway itself.
+ */
+export function useGateway(options: GatewayOptions = {}): TestGateway {
+  let current: TestGateway | undefined;
+  beforeAll(async () => {
+    current = await startGateway(options);
+  });
+  afterAll(async () => {
+    await current?.close();
+  });
+  return forwardTo(() => current);
+}
+
+/** Two replicas of one deployment (the second a peer of the first), for the enclosing block. */
+export function useReplicaPair(options: GatewayOptions = {}): [TestGateway, TestGateway] {
+  let first: TestGateway | undefined;
+  let second: TestGateway | undefined;
+  beforeAll(async () => {
+    first = await startGateway(options);
+    second = await startGateway({ ...options, peer: first });
+  });
+  afterAll(async () => {
+    await second?.close();
+    await first?.close();
+  });
+  return [forwardTo(() => first), forwardTo(() => second)];
+}
+
+function forwardTo(get: () => TestGateway | undefined): TestGateway {
+  return new Proxy({} as TestGateway, {
+    get(_target, key) {
+      const gateway = get();
+      if (!gateway) throw new Error('the gateway is used outside its describe block (or before beforeAll ran)');
+      const value = Reflect.get(gateway, key, gateway);
+      return typeof value === 'function' ? value.bind(gateway) : value;
+    },
+  });
 }
