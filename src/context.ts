@@ -125,7 +125,8 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     // Assigned below: the event log and the dispatcher need each other.
     let dispatcher: Dispatcher | undefined;
     const agents = createAgentStore(pool);
-    const tokens = createTokenStore(pool);
+    const tokens = createTokenStore(pool, log);
+    closers.push(() => tokens.close());
     const cursors = createCursorStore(pool, log);
     closers.push(() => cursors.close());
     const projects = createProjectStore(pool);

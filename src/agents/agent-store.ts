@@ -43,6 +43,18 @@ export const isUuid = (id: string): boolean => UUID.test(id);
 
 export class DuplicateAgentNameError extends Error {}
 
+/** An agent's grants as two array columns of a query over `agents a` (one round trip with the agent). */
+export const GRANT_COLUMNS = `
+  ARRAY(SELECT g.path FROM agent_grants g WHERE g.agent_id = a.id AND g.kind = 'project' ORDER BY lower(g.path)) AS grant_projects,
+  ARRAY(SELECT g.path FROM agent_grants g WHERE g.agent_id = a.id AND g.kind = 'group' ORDER BY lower(g.path)) AS grant_groups`;
+
+export interface GrantColumns {
+  grant_projects: string[];
+  grant_groups: string[];
+}
+
+export const grantsOf = (row: GrantColumns): Grants => ({ projects: row.grant_projects, groups: row.grant_groups });
+
 export function createAgentStore(pool: pg.Pool) {
   return {
     /** Inserts the agent and its first token hash in one transaction. */
@@ -108,14 +120,8 @@ export function createAgentStore(pool: pg.Pool) {
     },
 
     async getGrants(agentId: string): Promise<Grants> {
-      const { rows } = await pool.query<{ kind: 'project' | 'group'; path: string }>(
-        'SELECT kind, path FROM agent_grants WHERE agent_id = $1 ORDER BY kind, lower(path)',
-        [agentId],
-      );
-      return {
-        projects: rows.filter((r) => r.kind === 'project').map((r) => r.path),
-        groups: rows.filter((r) => r.kind === 'group').map((r) => r.path),
-      };
+      const { rows } = await pool.query<GrantColumns>(`SELECT ${GRANT_COLUMNS} FROM agents a WHERE a.id = $1`, [agentId]);
+      return rows[0] ? grantsOf(rows[0]) : { projects: [], groups: [] };
     },
 
     /** Replaces the agent's grants; false when the agent does not exist. */
@@ -148,22 +154,12 @@ export function createAgentStore(pool: pg.Pool) {
 
     /** Config projects and grants of the given agents, for building their access. */
     async accessInputs(agentIds: string[]): Promise<Map<string, { configProject: string; grants: Grants }>> {
-      const result = new Map<string, { configProject: string; grants: Grants }>();
-      if (agentIds.length === 0) return result;
-      const agents = await pool.query<{ id: string; config_project: string }>(
-        'SELECT id, config_project FROM agents WHERE id = ANY($1::uuid[])',
+      if (agentIds.length === 0) return new Map();
+      const { rows } = await pool.query<{ id: string; config_project: string } & GrantColumns>(
+        `SELECT a.id, a.config_project, ${GRANT_COLUMNS} FROM agents a WHERE a.id = ANY($1::uuid[])`,
         [agentIds],
       );
-      for (const row of agents.rows) result.set(row.id, { configProject: row.config_project, grants: { projects: [], groups: [] } });
-      const grants = await pool.query<{ agent_id: string; kind: 'project' | 'group'; path: string }>(
-        'SELECT agent_id, kind, path FROM agent_grants WHERE agent_id = ANY($1::uuid[])',
-        [agentIds],
-      );
-      for (const row of grants.rows) {
-        const entry = result.get(row.agent_id);
-        if (entry) (row.kind === 'project' ? entry.grants.projects : entry.grants.groups).push(row.path);
-      }
-      return result;
+      return new Map(rows.map((row) => [row.id, { configProject: row.config_project, grants: grantsOf(row) }]));
     },
   };
 }

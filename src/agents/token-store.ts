@@ -1,6 +1,8 @@
 /** Agent tokens: issued once, stored only as sha256 hashes with a short visible prefix. */
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
+import type { Logger } from 'pino';
+import { GRANT_COLUMNS, grantsOf, type GrantColumns, type Grants } from './agent-store.js';
 
 export const TOKEN_PREFIX = 'kgagent_';
 const TOKEN_RANDOM_BYTES = 32;
@@ -27,6 +29,7 @@ export interface AuthenticatedToken {
   agentName: string;
   configProject: string;
   config: Record<string, unknown>;
+  grants: Grants;
 }
 
 export function generateToken(): NewToken {
@@ -54,7 +57,19 @@ const toInfo = (row: TokenRow): TokenInfo => ({
   revokedAt: row.revoked_at?.toISOString() ?? null,
 });
 
-export function createTokenStore(pool: pg.Pool) {
+export function createTokenStore(pool: pg.Pool, log: Logger) {
+  let usedSinceFlush = new Set<string>();
+  async function flushUsed(): Promise<void> {
+    if (usedSinceFlush.size === 0) return;
+    const ids = [...usedSinceFlush];
+    usedSinceFlush = new Set();
+    await pool
+      .query('UPDATE agent_tokens SET last_used_at = now() WHERE id = ANY($1::uuid[])', [ids])
+      .catch((err: Error) => log.debug({ err: err.message }, 'could not record token use'));
+  }
+  const usedTimer = setInterval(() => void flushUsed(), 1000);
+  usedTimer.unref();
+
   return {
     /** A new token for an existing agent; undefined when the agent does not exist. */
     async issue(agentId: string): Promise<{ token: string; info: TokenInfo } | undefined> {
@@ -88,17 +103,13 @@ export function createTokenStore(pool: pg.Pool) {
       return rows[0] && toInfo(rows[0]);
     },
 
-    /** The live agent behind a presented token, or undefined for a bad, revoked or orphaned one. */
+    /** The live agent behind a presented token, with its grants, or undefined for a bad, revoked or orphaned one. */
     async authenticate(token: string): Promise<AuthenticatedToken | undefined> {
       if (!token.startsWith(TOKEN_PREFIX) || token.length > 256) return undefined;
-      const { rows } = await pool.query<{
-        token_id: string;
-        agent_id: string;
-        name: string;
-        config_project: string;
-        config: Record<string, unknown>;
-      }>(
-        `SELECT t.id AS token_id, a.id AS agent_id, a.name, a.config_project, a.config
+      const { rows } = await pool.query<
+        { token_id: string; agent_id: string; name: string; config_project: string; config: Record<string, unknown> } & GrantColumns
+      >(
+        `SELECT t.id AS token_id, a.id AS agent_id, a.name, a.config_project, a.config, ${GRANT_COLUMNS}
          FROM agent_tokens t JOIN agents a ON a.id = t.agent_id
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL`,
         [hashToken(token)],
@@ -111,6 +122,7 @@ export function createTokenStore(pool: pg.Pool) {
         agentName: row.name,
         configProject: row.config_project,
         config: row.config,
+        grants: grantsOf(row),
       };
     },
 
@@ -129,8 +141,14 @@ export function createTokenStore(pool: pg.Pool) {
       return new Set(rows.map((r) => r.id));
     },
 
-    async markUsed(tokenId: string): Promise<void> {
-      await pool.query('UPDATE agent_tokens SET last_used_at = now() WHERE id = $1', [tokenId]);
+    /** Notes a connection on the token; written with all others once a second (no commit per connect). */
+    markUsed(tokenId: string): void {
+      usedSinceFlush.add(tokenId);
+    },
+
+    async close(): Promise<void> {
+      clearInterval(usedTimer);
+      await flushUsed();
     },
   };
 }

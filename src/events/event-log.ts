@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { isStoreUnavailable } from '../db/pool.js';
 import type { Metrics } from '../metrics.js';
-import { createGroupCommit, type Submission } from './group-commit.js';
+import { createGroupCommit, type BatchOutcome, type Submission } from './group-commit.js';
 import type { PushEvent, StoredEvent } from './push-event.js';
 
 export interface AppendResult {
@@ -28,6 +28,8 @@ export interface LoggedEvent extends StoredEvent {
 }
 
 const MAX_BATCH = 256;
+/** Appends in flight at once: the next one waits on the append lock inside Postgres, not a round trip away. */
+const APPEND_CONCURRENCY = 2;
 const MAX_BIGINT = 2n ** 63n - 1n;
 
 /** Event ids are bigints: a cursor past the largest one has nothing after it (and would not fit a query). */
@@ -75,8 +77,8 @@ export function createEventLog(
     prev_id: string;
   }
 
-  /** One statement, one transaction: the events, their projects, and then the doorbell. */
-  async function appendRows(items: { ord: number; event: PushEvent }[]): Promise<AppendRow[]> {
+  /** One statement, one transaction: the events and their projects. Collects what to ring the doorbell with. */
+  async function appendRows(items: { ord: number; event: PushEvent }[], doorbell: AppendedBatch[]): Promise<AppendRow[]> {
     const payload = items.map(({ ord, event: e }) => ({
       ord,
       kind: e.kind,
@@ -116,11 +118,11 @@ export function createEventLog(
           receivedAt: e.receivedAt.toISOString(),
         };
       });
-    if (appended.length > 0) deps.onAppended({ prevId: rows[0]!.prev_id, events: appended });
+    if (appended.length > 0) doorbell.push({ prevId: rows[0]!.prev_id, events: appended });
     return rows;
   }
 
-  async function writeBatch(events: PushEvent[]): Promise<PromiseSettledResult<AppendResult>[]> {
+  async function writeBatch(events: PushEvent[]): Promise<BatchOutcome<AppendResult>> {
     // The same key twice in one batch: only the first goes to the database.
     const firstIndexOfKey = new Map<string, number>();
     const unique: { ord: number; event: PushEvent }[] = [];
@@ -135,8 +137,9 @@ export function createEventLog(
 
     const rows = new Map<number, AppendRow>();
     const failures = new Map<number, unknown>();
+    const doorbell: AppendedBatch[] = [];
     try {
-      for (const row of await appendRows(unique)) rows.set(row.ord, row);
+      for (const row of await appendRows(unique, doorbell)) rows.set(row.ord, row);
     } catch (err) {
       if (unique.length === 1 || isStoreUnavailable(err)) throw err;
       // The database refused the batch for its content: find the culprit by writing each event
@@ -144,14 +147,14 @@ export function createEventLog(
       deps.log.warn({ err: (err as Error).message, events: unique.length }, 'event batch refused; appending its events one by one');
       for (const item of unique) {
         try {
-          for (const row of await appendRows([item])) rows.set(row.ord, row);
+          for (const row of await appendRows([item], doorbell)) rows.set(row.ord, row);
         } catch (single) {
           failures.set(item.ord, single);
         }
       }
     }
 
-    return events.map((event, index): PromiseSettledResult<AppendResult> => {
+    const outcomes = events.map((event, index): PromiseSettledResult<AppendResult> => {
       const key = event.idempotencyKey;
       const ord = key !== null ? firstIndexOfKey.get(key)! : index;
       if (failures.has(ord)) return { status: 'rejected', reason: failures.get(ord) };
@@ -159,9 +162,15 @@ export function createEventLog(
       if (!row) return { status: 'rejected', reason: new Error(`append_push_events returned no row for element ${ord}`) };
       return { status: 'fulfilled', value: { eventId: row.event_id, duplicate: row.duplicate || ord !== index } };
     });
+    return {
+      outcomes,
+      afterCommit: () => {
+        for (const batch of doorbell) deps.onAppended(batch);
+      },
+    };
   }
 
-  const committer = createGroupCommit(writeBatch, MAX_BATCH);
+  const committer = createGroupCommit(writeBatch, { maxBatch: MAX_BATCH, concurrency: APPEND_CONCURRENCY });
 
   let deliveries = new Map<string, number>();
   async function flushDeliveries(): Promise<void> {

@@ -46,13 +46,23 @@ export interface SessionHooks {
   onTaskFailed(err: unknown): void;
 }
 
+/** Push frames are serialized once per event as bytes, and go out as text frames. */
+const AS_TEXT = { binary: false } as const;
+
+interface BufferedEvent {
+  event: StoredEvent;
+  id: bigint;
+  frame: Buffer;
+}
+
 /** RFC 6455 "internal error": the agent should reconnect and resume. */
 const CLOSE_INTERNAL_ERROR = 1011;
 
 export class AgentSession {
-  readonly connectedAt = new Date().toISOString();
-  lastPongAt = Date.now();
-  lastHeartbeatAt = this.connectedAt;
+  /** Epoch milliseconds (kept as numbers: a date string per socket adds up at 20,000 sockets). */
+  readonly connectedAt = Date.now();
+  /** The last pong, which is the agent's heartbeat. */
+  lastPongAt = this.connectedAt;
   /** Lower-cased path → as the agent spelled it. */
   projects = new Map<string, string>();
   /** Highest event id written (or deliberately skipped) on this connection. */
@@ -62,7 +72,7 @@ export class AgentSession {
 
   private grantedPaths = new Set<string>();
   private replaying = false;
-  private buffer: { event: StoredEvent; frame: Buffer }[] = [];
+  private buffer: BufferedEvent[] = [];
   private bufferOverflowed = false;
   private closing = false;
   private work: Promise<void> = Promise.resolve();
@@ -97,8 +107,8 @@ export class AgentSession {
       agentName: this.id.agentName,
       replicaId: this.id.replicaId,
       remoteAddress: this.id.remoteAddress,
-      connectedAt: this.connectedAt,
-      lastHeartbeatAt: this.lastHeartbeatAt,
+      connectedAt: new Date(this.connectedAt).toISOString(),
+      lastHeartbeatAt: new Date(this.lastPongAt).toISOString(),
       projects: [...this.projects.values()],
     };
   }
@@ -129,19 +139,18 @@ export class AgentSession {
   }
 
   /** Hub entry point for a live event of a subscribed project. Returns whether a frame was written. */
-  offer(event: StoredEvent, frame: Buffer, lowerPath: string, isPublic: boolean): boolean {
+  offer(event: StoredEvent, id: bigint, frame: Buffer, lowerPath: string, isPublic: boolean): boolean {
     if (!isPublic && !this.grantedPaths.has(lowerPath)) return false;
     if (this.replaying) {
-      if (this.buffer.length < MAX_REPLAY_BUFFER) this.buffer.push({ event, frame });
+      if (this.buffer.length < MAX_REPLAY_BUFFER) this.buffer.push({ event, id, frame });
       else this.bufferOverflowed = true;
       return false;
     }
-    return this.writeEvent(event.id, frame);
+    return this.writeEvent(id, frame);
   }
 
   /** Writes a push frame unless the connection already passed this id. */
-  writeEvent(eventId: string, frame: Buffer): boolean {
-    const id = BigInt(eventId);
+  writeEvent(id: bigint, frame: Buffer): boolean {
     if (id <= this.lastSentId || !this.isOpen) return false;
     // Bounds the backlog: a frame larger than the bound still goes out when nothing is queued.
     const queued = this.ws.bufferedAmount;
@@ -149,7 +158,7 @@ export class AgentSession {
       this.closeSlowConsumer();
       return false;
     }
-    this.ws.send(frame, { binary: false });
+    this.ws.send(frame, AS_TEXT);
     this.lastSentId = id;
     return true;
   }
@@ -160,7 +169,7 @@ export class AgentSession {
   }
 
   /** Takes what arrived during replay; the caller decides whether to re-read (overflow) or go live. */
-  takeBuffer(): { events: { event: StoredEvent; frame: Buffer }[]; overflowed: boolean } {
+  takeBuffer(): { events: BufferedEvent[]; overflowed: boolean } {
     const taken = { events: this.buffer, overflowed: this.bufferOverflowed };
     this.buffer = [];
     this.bufferOverflowed = false;

@@ -62,8 +62,10 @@ export function createHub(deps: HubDeps) {
 
   /** Closes local sessions whose token was revoked. */
   async function recheckTokens(): Promise<void> {
-    const active = await deps.tokens.activeAmong([...new Set([...sessions].map((s) => s.id.tokenId))]);
-    for (const session of sessions) if (!active.has(session.id.tokenId)) session.close(CloseCode.Revoked, 'token revoked');
+    // Only the sessions whose tokens were asked about: one that joined meanwhile was not checked.
+    const checked = [...sessions];
+    const active = await deps.tokens.activeAmong([...new Set(checked.map((s) => s.id.tokenId))]);
+    for (const session of checked) if (!active.has(session.id.tokenId)) session.close(CloseCode.Revoked, 'token revoked');
   }
 
   function reconcile(): Promise<void> {
@@ -151,7 +153,8 @@ export function createHub(deps: HubDeps) {
       const frame = Buffer.from(JSON.stringify(pushFrameOf(event)));
       const isPublic = event.visibility === VISIBILITY_PUBLIC;
       let written = 0;
-      for (const session of subscribers) if (session.offer(event, frame, path, isPublic)) written++;
+      const id = BigInt(event.id);
+      for (const session of subscribers) if (session.offer(event, id, frame, path, isPublic)) written++;
       if (written > 0) {
         deps.metrics.pushesDelivered.inc(written);
         deps.events.countDeliveries(event.id, written);

@@ -65,12 +65,12 @@ export async function replay(session: AgentSession, deps: ReplayDeps): Promise<v
     const page = await whileOpen(session, deps, () => deps.events.readAfter(String(session.lastSentId), PAGE, projects));
     if (!page) return;
     for (const event of page) {
-      if (session.mayReceive(event) && session.writeEvent(event.id, Buffer.from(JSON.stringify(pushFrameOf(event))))) {
+      const id = BigInt(event.id);
+      if (session.mayReceive(event) && session.writeEvent(id, Buffer.from(JSON.stringify(pushFrameOf(event))))) {
         deps.metrics.eventsReplayed.inc();
         deps.metrics.pushesDelivered.inc();
         deps.events.countDeliveries(event.id, 1);
       }
-      const id = BigInt(event.id);
       if (id > session.lastSentId) session.lastSentId = id;
     }
     if (page.length === PAGE) {
@@ -82,8 +82,8 @@ export async function replay(session: AgentSession, deps: ReplayDeps): Promise<v
     // An overflowed buffer lost events: read them from the log again instead.
     const { events, overflowed } = session.takeBuffer();
     if (overflowed) continue;
-    for (const { event, frame } of events) {
-      if (session.writeEvent(event.id, frame)) {
+    for (const { event, id, frame } of events) {
+      if (session.writeEvent(id, frame)) {
         deps.metrics.pushesDelivered.inc();
         deps.events.countDeliveries(event.id, 1);
       }

@@ -104,3 +104,17 @@ test('a plain HTTP GET of the connect path is refused, not upgraded', async () =
   expect(res.status).toBeGreaterThanOrEqual(400);
   expect(res.status).toBeLessThan(500);
 });
+
+test('agents connecting while the periodic token check runs are not taken for revoked', async () => {
+  const agents = await Promise.all([1, 2, 3].map((n) => a.createAgent(`busy-check-${n}`, `busy/config-${n}`)));
+  const checking = setInterval(() => void a.ctx.hub.reconcile(), 1);
+  try {
+    const sockets = await Promise.all(agents.flatMap((agent) => Array.from({ length: 10 }, () => connectAgent(a.wsUrl, agent.token))));
+    await Promise.all([a.ctx.hub.reconcile(), a.ctx.hub.reconcile()]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(sockets.filter((s) => s.ws.readyState !== WebSocket.OPEN)).toHaveLength(0);
+    await Promise.all(sockets.map((s) => s.close()));
+  } finally {
+    clearInterval(checking);
+  }
+});
