@@ -32,9 +32,9 @@ check: typecheck lint test
 openapi: node_modules
 	npm run openapi
 
-## bench: every scenario against the floor relay, ratios on stdout and in bench/results/
-bench: node_modules
-	npm run bench
+## bench: every scenario against the floor relay, on the built dist/; ratios on stdout and in bench/results/
+bench: dist
+	BENCH_DIST=1 npm run bench
 
 migrate: dist
 	node dist/main.js migrate
