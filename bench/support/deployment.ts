@@ -4,8 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { Redis } from 'ioredis';
 import { generateToken } from '../../src/agents/token-store.js';
+import { deleteRedisKeys, dropSchema } from '../../test/support/cleanup.js';
 
 export interface Deployment {
   schema: string;
@@ -44,25 +44,8 @@ export function createDeployment(databaseUrl: string, redisUrl: string): Deploym
       KASGATE_WEBHOOK_SECRETS: webhookSecret,
     },
     async cleanup() {
-      const client = new pg.Client({ connectionString: databaseUrl });
-      await client.connect();
-      try {
-        await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      } finally {
-        await client.end();
-      }
-      const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-      try {
-        await redis.connect();
-        let cursor = '0';
-        do {
-          const [next, keys] = await redis.scan(cursor, 'MATCH', `${redisPrefix}*`, 'COUNT', 1000);
-          if (keys.length > 0) await redis.del(...keys);
-          cursor = next;
-        } while (cursor !== '0');
-      } finally {
-        redis.disconnect();
-      }
+      await dropSchema(databaseUrl, schema);
+      await deleteRedisKeys(redisUrl, redisPrefix);
     },
   };
 }

@@ -1,8 +1,8 @@
 /** Per-test isolation on the shared servers: a Postgres schema and a Redis key prefix, both removed afterwards. */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { Redis } from 'ioredis';
 import { inject } from 'vitest';
+import { deleteRedisKeys, dropSchema } from './cleanup.js';
 
 export const databaseUrl = (): string => inject('databaseUrl');
 export const redisUrl = (): string => inject('redisUrl');
@@ -16,15 +16,7 @@ export function testSchema(): { schema: string; drop(): Promise<void> } {
   const schema = uniqueName('t');
   return {
     schema,
-    async drop() {
-      const client = new pg.Client({ connectionString: databaseUrl() });
-      await client.connect();
-      try {
-        await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      } finally {
-        await client.end();
-      }
-    },
+    drop: () => dropSchema(databaseUrl(), schema),
   };
 }
 
@@ -33,20 +25,7 @@ export function testRedisPrefix(): { prefix: string; clean(): Promise<void> } {
   const prefix = `${uniqueName('kgtest')}:`;
   return {
     prefix,
-    async clean() {
-      const redis = new Redis(redisUrl(), { lazyConnect: true, maxRetriesPerRequest: 1 });
-      try {
-        await redis.connect();
-        let cursor = '0';
-        do {
-          const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-          if (keys.length > 0) await redis.del(...keys);
-          cursor = next;
-        } while (cursor !== '0');
-      } finally {
-        redis.disconnect();
-      }
-    },
+    clean: () => deleteRedisKeys(redisUrl(), prefix),
   };
 }
 

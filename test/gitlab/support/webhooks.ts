@@ -2,6 +2,7 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { fixtures, type FixtureName } from '../../support/fixtures.js';
 import type { GatewayOptions, TestGateway } from '../../support/gateway.js';
+import type { PushEvent } from '../../../src/events/push-event.js';
 
 /** The two ways the suite runs a gateway: on the shared Postgres, and on the embedded default. */
 export const MODES: { mode: string; options: GatewayOptions }[] = [
@@ -48,18 +49,7 @@ export interface FixtureCase {
   event: string;
   raw: Buffer;
   /** What the log should hold for it (GET /api/v1/events). */
-  expected: {
-    kind: 'push' | 'tag_push';
-    projectId: number;
-    projectPath: string;
-    visibility: number | null;
-    defaultBranch: string | null;
-    ref: string;
-    before: string;
-    after: string;
-    checkoutSha: string | null;
-    userUsername: string | null;
-  };
+  expected: Omit<PushEvent, 'receivedAt' | 'idempotencyKey'>;
 }
 
 const ZERO_SHA = '0'.repeat(40);
