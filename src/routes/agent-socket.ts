@@ -82,7 +82,6 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
   const { config, hub, presence, metrics, log } = ctx;
   const { limits } = config;
   const { agentId, tokenId } = token;
-  // Log fields inline rather than a child logger per connection: at 20,000 sockets it shows.
   const session = new AgentSession(
     { connectionId: randomUUID(), agentId, agentName: token.agentName, tokenId, replicaId: config.replicaId, remoteAddress },
     access,
@@ -93,7 +92,9 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
       onTaskFailed: (err) => log.error({ err, agentId, connectionId: session.id.connectionId }, 'agent session task failed; closing the socket'),
     },
   );
+  // Log fields inline rather than a child logger per connection: at 20,000 sockets it shows.
   const where = () => ({ agentId, connectionId: session.id.connectionId });
+  // Kept only until the hello frame is sent.
   let hello: Record<string, unknown> | undefined = token.config;
   let registered = false;
 
