@@ -29,10 +29,6 @@ export function createPool(options: PoolOptions, log: Logger): pg.Pool {
   return pool;
 }
 
-export async function checkPostgres(pool: pg.Pool): Promise<void> {
-  await pool.query('SELECT 1');
-}
-
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', '57P01', '57P03', '57014']);
 
 /** Whether an error means "Postgres is unreachable or too slow" rather than "this query is wrong". */

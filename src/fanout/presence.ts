@@ -14,10 +14,10 @@ export interface ConnectionRecord {
   projects: string[];
 }
 
-export type RegisterResult = 'registered' | 'over_limit' | 'unavailable';
+export type RegisterResult = 'registered' | 'over_limit';
 
 export interface Presence {
-  /** Records a new connection unless the agent already holds `maxPerAgent` live ones. */
+  /** Records a new connection unless the agent already holds `maxPerAgent` live ones. Rejects when the store is down. */
   register(record: ConnectionRecord, maxPerAgent: number): Promise<RegisterResult>;
   /** Rewrites a whole record (subscribe changed it, or an earlier write failed). */
   put(record: ConnectionRecord): Promise<void>;

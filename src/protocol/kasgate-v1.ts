@@ -121,7 +121,6 @@ export const ErrorCode = {
   InvalidJson: 'invalid_json',
   InvalidFrame: 'invalid_frame',
   TooManyProjects: 'too_many_projects',
-  Internal: 'internal_error',
 } as const;
 
 export type ParseResult<T> = { ok: true; frame: T } | { ok: false; code: string; message: string };

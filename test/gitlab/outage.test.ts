@@ -124,33 +124,18 @@ function contractKept(run: Awaited<ReturnType<typeof outageAndRecovery>>) {
   };
 }
 
-describe('Postgres unreachable behind a proxy', () => {
-  test('cut (connections dropped, port refusing): 503 within 2 s, then 202 again after restore', async () => {
-    const { gw, proxy } = await gatewayBehindProxy();
-    const run = await outageAndRecovery(gw, proxy, () => proxy.cut());
-    expect(run).toMatchObject(contractKept(run));
-    expect(run.slowestDownMs).toBeLessThan(CONTRACT_MS);
-  });
+const outages = [
+  ['cut (connections dropped, port refusing)', (proxy: TcpProxy) => proxy.cut()],
+  ['black hole (connections hang, nothing answers)', (proxy: TcpProxy) => proxy.blackhole()],
+] as const;
 
-  test('black hole (connections hang, nothing answers): 503 within 2 s, then 202 again after restore', async () => {
-    const { gw, proxy } = await gatewayBehindProxy();
-    const run = await outageAndRecovery(gw, proxy, () => proxy.blackhole());
-    expect(run).toMatchObject(contractKept(run));
-    expect(run.slowestDownMs).toBeLessThan(CONTRACT_MS);
-  });
-});
-
-describe('embedded store unreachable', () => {
-  test('cut: 503 within 2 s, then 202 again after restore', async () => {
-    const { gw, proxy } = await embeddedGatewayBehindProxy();
-    const run = await outageAndRecovery(gw, proxy, () => proxy.cut());
-    expect(run).toMatchObject(contractKept(run));
-    expect(run.slowestDownMs).toBeLessThan(CONTRACT_MS);
-  });
-
-  test('black hole: 503 within 2 s, then 202 again after restore', async () => {
-    const { gw, proxy } = await embeddedGatewayBehindProxy();
-    const run = await outageAndRecovery(gw, proxy, () => proxy.blackhole());
+describe.each([
+  ['Postgres behind a proxy', gatewayBehindProxy],
+  ['the embedded store', embeddedGatewayBehindProxy],
+] as const)('%s unreachable', (_store, setUp) => {
+  test.each(outages)('%s: 503 within 2 s, then 202 again after restore', async (_outage, breakIt) => {
+    const { gw, proxy } = await setUp();
+    const run = await outageAndRecovery(gw, proxy, () => breakIt(proxy));
     expect(run).toMatchObject(contractKept(run));
     expect(run.slowestDownMs).toBeLessThan(CONTRACT_MS);
   });
