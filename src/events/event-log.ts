@@ -28,8 +28,6 @@ export interface LoggedEvent extends StoredEvent {
 }
 
 const MAX_BATCH = 256;
-/** Appends in flight at once: the next one waits on the append lock inside Postgres, not a round trip away. */
-const APPEND_CONCURRENCY = 2;
 const MAX_BIGINT = 2n ** 63n - 1n;
 
 /** Event ids are bigints: a cursor past the largest one has nothing after it (and would not fit a query). */
@@ -170,7 +168,7 @@ export function createEventLog(
     };
   }
 
-  const committer = createGroupCommit(writeBatch, { maxBatch: MAX_BATCH, concurrency: APPEND_CONCURRENCY });
+  const committer = createGroupCommit(writeBatch, MAX_BATCH);
 
   let deliveries = new Map<string, number>();
   async function flushDeliveries(): Promise<void> {

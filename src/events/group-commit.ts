@@ -1,12 +1,9 @@
 /**
- * Group commit: callers submit one item each; items that arrive while writes are in flight are
- * written together by the next write. A lone item waits for nothing; under load, batches grow as
- * fast as the store is slow.
- *
- * Up to `concurrency` writes are in flight. The event log serializes appends inside Postgres (its
- * ids must commit in order), so a second write simply waits there and starts the instant the
- * first commits, instead of a round trip later. Writes are settled strictly in the order they
- * were started, and each write's `afterCommit` effect (the doorbell) runs in that order too.
+ * Group commit: callers submit one item each; items that arrive while a write is in flight are
+ * written together by the next one. One write at a time, so batches grow exactly as fast as the
+ * store is slow, a lone item waits for nothing, and batches commit (and ring the doorbell, in
+ * `afterCommit`) in the order they were taken. (Two writes in flight were tried: the store's
+ * lock may take them in either order, which breaks that, and the bench showed no gain.)
  *
  * A write settles each item on its own, so one item the store refuses need not fail its
  * neighbours; a write that throws fails them all.
@@ -19,7 +16,7 @@ export interface Submission<R> {
 
 export interface BatchOutcome<R> {
   outcomes: PromiseSettledResult<R>[];
-  /** Runs once the batch is settled, in batch order. */
+  /** Runs once the batch's items are settled, before the next batch is taken. */
   afterCommit?: () => void;
 }
 
@@ -30,18 +27,14 @@ interface Pending<T, R> {
   reject(err: unknown): void;
 }
 
-export function createGroupCommit<T, R>(
-  write: (items: T[]) => Promise<BatchOutcome<R>>,
-  options: { maxBatch: number; concurrency: number },
-) {
+export function createGroupCommit<T, R>(write: (items: T[]) => Promise<BatchOutcome<R>>, maxBatch: number) {
   let queue: Pending<T, R>[] = [];
-  let inFlight = 0;
-  let settledInOrder: Promise<void> = Promise.resolve();
+  let writing = false;
 
   function takeBatch(): Pending<T, R>[] {
     const batch: Pending<T, R>[] = [];
     let taken = 0;
-    for (; taken < queue.length && batch.length < options.maxBatch; taken++) {
+    for (; taken < queue.length && batch.length < maxBatch; taken++) {
       const pending = queue[taken]!;
       if (!pending.cancelled) batch.push(pending);
     }
@@ -49,35 +42,22 @@ export function createGroupCommit<T, R>(
     return batch;
   }
 
-  function settle(batch: Pending<T, R>[], result: { ok: true; value: BatchOutcome<R> } | { ok: false; error: unknown }): void {
-    if (!result.ok) {
-      for (const p of batch) p.reject(result.error);
-      return;
+  async function drain(): Promise<void> {
+    writing = true;
+    for (let batch = takeBatch(); batch.length > 0; batch = takeBatch()) {
+      try {
+        const { outcomes, afterCommit } = await write(batch.map((p) => p.item));
+        batch.forEach((p, i) => {
+          const outcome = outcomes[i];
+          if (outcome?.status === 'fulfilled') p.resolve(outcome.value);
+          else p.reject(outcome ? outcome.reason : new Error('the batch write returned no outcome for this item'));
+        });
+        afterCommit?.();
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+      }
     }
-    const { outcomes, afterCommit } = result.value;
-    batch.forEach((p, i) => {
-      const outcome = outcomes[i];
-      if (outcome?.status === 'fulfilled') p.resolve(outcome.value);
-      else p.reject(outcome ? outcome.reason : new Error('the batch write returned no outcome for this item'));
-    });
-    afterCommit?.();
-  }
-
-  function pump(): void {
-    while (inFlight < options.concurrency && queue.length > 0) {
-      const batch = takeBatch();
-      if (batch.length === 0) return;
-      inFlight++;
-      const written = write(batch.map((p) => p.item)).then(
-        (value) => ({ ok: true as const, value }),
-        (error: unknown) => ({ ok: false as const, error }),
-      );
-      settledInOrder = settledInOrder.then(async () => settle(batch, await written));
-      void written.then(() => {
-        inFlight--;
-        pump();
-      });
-    }
+    writing = false;
   }
 
   return {
@@ -87,7 +67,7 @@ export function createGroupCommit<T, R>(
         pending = { item, cancelled: false, resolve, reject };
       });
       queue.push(pending);
-      pump();
+      if (!writing) void drain();
       return { result, cancel: () => (pending.cancelled = true) };
     },
     get queued(): number {
