@@ -66,6 +66,12 @@ const duration = (fallback: string) =>
       return ms;
     });
 
+/** A 256-bit key given as 64 hex characters or as base64; undefined when it is neither. */
+export function encryptionKeyBytes(text: string): Buffer | undefined {
+  const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
+  return key.length === 32 ? key : undefined;
+}
+
 const EnvSchema = z.object({
   PORT: int(8080, 0, 65535),
   HOST: optionalString.transform((s) => s ?? '0.0.0.0'),
@@ -101,6 +107,17 @@ const EnvSchema = z.object({
       message: 'must be true, false, or a comma list of proxy addresses / CIDRs',
     })
     .transform((s): boolean | string => (s === undefined || s === 'false' ? false : s === 'true' ? true : s)),
+  KASGATE_REGISTRY_SECRETS: list,
+  KASGATE_GITLAB_URL: url(['http:', 'https:']),
+  KASGATE_GITLAB_TOKEN: optionalString,
+  KASGATE_GITLAB_REQUESTS_PER_SECOND: int(50, 1, 100_000),
+  KASGATE_GITLAB_BURST: int(250, 1, 1_000_000),
+  KASGATE_PUBLIC_URL: url(['http:', 'https:']),
+  KASGATE_ENCRYPTION_KEY: optionalString.refine((s) => s === undefined || encryptionKeyBytes(s) !== undefined, {
+    message: 'must be 32 random bytes, as 64 hex characters or base64 (openssl rand -base64 32)',
+  }),
+  KASGATE_MAX_STATUS_OBJECTS: int(5000, 1, 1_000_000),
+  KASGATE_DEPLOYMENT_TIMEOUT: duration('30m'),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .optional()
@@ -138,6 +155,16 @@ export interface Config {
   sweepSeconds: number;
   /** Fastify's trustProxy: whose X-Forwarded-For to believe for agents' addresses (presence, auth rate limit). */
   trustProxy: boolean | string;
+  /** Accepted `Authorization` header values of container registry notifications. */
+  registrySecrets: string[];
+  /** The GitLab API (commit statuses, config files, deploy tokens); undefined when not configured. */
+  gitlab: { url: string; token: string; requestsPerSecond: number; burst: number } | undefined;
+  /** Where people reach this gateway (links in commit statuses), without a trailing slash. */
+  publicUrl: string | undefined;
+  /** AES-256-GCM key for what must be kept in clear (deploy tokens not yet applied). */
+  encryptionKey: Buffer | undefined;
+  maxStatusObjects: number;
+  deploymentTimeoutMs: number;
   logLevel: string;
 }
 
@@ -168,6 +195,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const e = parsed.data;
+  if ((e.KASGATE_GITLAB_URL === undefined) !== (e.KASGATE_GITLAB_TOKEN === undefined)) {
+    const missing = e.KASGATE_GITLAB_URL === undefined ? 'KASGATE_GITLAB_URL' : 'KASGATE_GITLAB_TOKEN';
+    throw new ConfigError(`invalid configuration:\n  ${missing}: required when ${missing === 'KASGATE_GITLAB_URL' ? 'KASGATE_GITLAB_TOKEN' : 'KASGATE_GITLAB_URL'} is set (the GitLab API needs both)`);
+  }
   return {
     port: e.PORT,
     host: e.HOST,
@@ -195,6 +226,20 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     drainSeconds: e.KASGATE_DRAIN_SECONDS,
     sweepSeconds: e.KASGATE_SWEEP_SECONDS,
     trustProxy: e.KASGATE_TRUST_PROXY,
+    registrySecrets: e.KASGATE_REGISTRY_SECRETS,
+    gitlab:
+      e.KASGATE_GITLAB_URL !== undefined && e.KASGATE_GITLAB_TOKEN !== undefined
+        ? {
+            url: e.KASGATE_GITLAB_URL.replace(/\/+$/, ''),
+            token: e.KASGATE_GITLAB_TOKEN,
+            requestsPerSecond: e.KASGATE_GITLAB_REQUESTS_PER_SECOND,
+            burst: e.KASGATE_GITLAB_BURST,
+          }
+        : undefined,
+    publicUrl: e.KASGATE_PUBLIC_URL?.replace(/\/+$/, ''),
+    encryptionKey: e.KASGATE_ENCRYPTION_KEY === undefined ? undefined : encryptionKeyBytes(e.KASGATE_ENCRYPTION_KEY),
+    maxStatusObjects: e.KASGATE_MAX_STATUS_OBJECTS,
+    deploymentTimeoutMs: e.KASGATE_DEPLOYMENT_TIMEOUT,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -22,7 +22,6 @@ export interface AppendedBatch {
 }
 
 export interface LoggedEvent extends StoredEvent {
-  checkoutSha: string | null;
   userUsername: string | null;
   deliveredCount: number;
 }
@@ -43,11 +42,12 @@ interface EventRow {
   ref: string;
   before_sha: string;
   after_sha: string;
+  checkout_sha: string | null;
   received_at: Date;
 }
 
 const EVENT_COLUMNS =
-  'id, kind, project_id, project_path, visibility, default_branch, ref, before_sha, after_sha, received_at';
+  'id, kind, project_id, project_path, visibility, default_branch, ref, before_sha, after_sha, checkout_sha, received_at';
 
 export function toStoredEvent(row: EventRow): StoredEvent {
   return {
@@ -60,6 +60,7 @@ export function toStoredEvent(row: EventRow): StoredEvent {
     ref: row.ref,
     before: row.before_sha,
     after: row.after_sha,
+    checkoutSha: row.checkout_sha,
     receivedAt: row.received_at.toISOString(),
   };
 }
@@ -113,6 +114,7 @@ export function createEventLog(
           ref: e.ref,
           before: e.before,
           after: e.after,
+          checkoutSha: e.checkoutSha,
           receivedAt: e.receivedAt.toISOString(),
         };
       });
@@ -215,8 +217,8 @@ export function createEventLog(
     async list(filter: { project?: string; after?: string; limit: number }): Promise<LoggedEvent[]> {
       if (filter.after !== undefined && beyondAnyId(filter.after)) return [];
       const byId = filter.project !== undefined && /^\d{1,18}$/.test(filter.project);
-      const { rows } = await pool.query<EventRow & { checkout_sha: string | null; user_username: string | null; delivered_count: number }>(
-        `SELECT ${EVENT_COLUMNS}, checkout_sha, user_username, delivered_count FROM push_events
+      const { rows } = await pool.query<EventRow & { user_username: string | null; delivered_count: number }>(
+        `SELECT ${EVENT_COLUMNS}, user_username, delivered_count FROM push_events
          WHERE id > $1
            AND ($2::text IS NULL OR ${byId ? 'project_id = $2::bigint' : 'lower(project_path) = lower($2)'})
          ORDER BY id LIMIT $3`,
@@ -224,7 +226,6 @@ export function createEventLog(
       );
       return rows.map((row) => ({
         ...toStoredEvent(row),
-        checkoutSha: row.checkout_sha,
         userUsername: row.user_username,
         deliveredCount: row.delivered_count,
       }));

@@ -26,6 +26,8 @@ export interface StoredEvent {
   ref: string;
   before: string;
   after: string;
+  /** GitLab's checkout_sha: the commit a tag push points at (its `after` may be the tag object). */
+  checkoutSha: string | null;
   /** ISO 8601. */
   receivedAt: string;
 }

@@ -43,6 +43,19 @@ export const ProjectPath = z
 export const Access = z.enum(['granted', 'unverified']);
 export type Access = z.infer<typeof Access>;
 
+/** A Kubernetes object name or namespace (RFC 1123 subdomain, at most 253 characters). */
+export const KubeName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a Kubernetes object name');
+
+const ProjectInFrame = z.object({
+  id: z.number().int(),
+  path: z.string(),
+  defaultBranch: z.string().nullable(),
+});
+
 // ---- server → agent ----
 
 export const HelloFrame = z.object({
@@ -50,6 +63,14 @@ export const HelloFrame = z.object({
   agentId: z.string(),
   connectionId: z.string(),
   heartbeatSeconds: z.number().int().positive(),
+  config: z.record(z.string(), z.unknown()),
+  /** Optional for older gateways; an agent assumes 65536 without it. */
+  limits: z.object({ maxFrameBytes: z.number().int().positive() }).optional(),
+});
+
+/** The agent's configuration changed (admin API or its config file): applies to every live connection. */
+export const ConfigFrame = z.object({
+  type: z.literal('config'),
   config: z.record(z.string(), z.unknown()),
 });
 
@@ -61,15 +82,52 @@ export const SubscribedFrame = z.object({
 export const PushFrame = z.object({
   type: z.literal('push'),
   eventId: EventId,
-  project: z.object({
-    id: z.number().int(),
-    path: z.string(),
-    defaultBranch: z.string().nullable(),
-  }),
+  project: ProjectInFrame,
   ref: z.string(),
-  before: z.string(),
+  /** null when GitLab did not say (some group-hook deliveries omit it): unknown, not "branch created". */
+  before: z.string().nullable(),
   after: z.string(),
   receivedAt: z.string(),
+});
+
+/** A pipeline that succeeded (it may have run `flux push artifact`): reconcile every OCIRepository under the project. */
+export const PipelineArtifactFrame = z.object({
+  type: z.literal('artifact'),
+  eventId: EventId,
+  source: z.literal('pipeline'),
+  project: ProjectInFrame,
+  ref: z.string(),
+  sha: z.string(),
+  pipelineId: z.number().int(),
+  receivedAt: z.string(),
+});
+
+/** A tag pushed to the container registry: reconcile the OCIRepositories of that repository the tag can change. */
+export const RegistryArtifactFrame = z.object({
+  type: z.literal('artifact'),
+  eventId: EventId,
+  source: z.literal('registry'),
+  project: ProjectInFrame,
+  repository: z.string(),
+  tag: z.string(),
+  digest: z.string().nullable(),
+  receivedAt: z.string(),
+});
+
+export const ArtifactFrame = z.discriminatedUnion('source', [PipelineArtifactFrame, RegistryArtifactFrame]);
+
+/** A deploy token for Flux: the agent writes it as a Secret in each namespace and answers credentials_applied. */
+export const CredentialsFrame = z.object({
+  type: z.literal('credentials'),
+  id: z.string().min(1).max(128),
+  secretName: KubeName,
+  namespaces: z.array(KubeName).min(1),
+  kind: z.enum(['basic-auth', 'dockerconfigjson']),
+  username: z.string(),
+  password: z.string(),
+  /** The registry host, for dockerconfigjson; null for basic-auth. */
+  registry: z.string().nullable(),
+  expiresAt: z.string(),
 });
 
 export const ResyncFrame = z.object({
@@ -85,9 +143,12 @@ export const ErrorFrame = z.object({
 
 export const ServerFrame = z.discriminatedUnion('type', [
   HelloFrame,
+  ConfigFrame,
   SubscribedFrame,
   PushFrame,
+  ArtifactFrame,
   ResyncFrame,
+  CredentialsFrame,
   ErrorFrame,
 ]);
 
@@ -104,9 +165,89 @@ export const AckFrame = z.object({
   eventId: EventId,
 });
 
-export const ClientFrame = z.discriminatedUnion('type', [SubscribeFrame, AckFrame]);
+export const FluxKind = z.enum(['GitRepository', 'OCIRepository', 'Kustomization', 'HelmRelease']);
+export type FluxKind = z.infer<typeof FluxKind>;
+
+const optionalText = (max: number) => z.string().max(max).nullable().default(null);
+
+export const ObjectRef = z.object({ kind: z.string().min(1).max(64), namespace: KubeName, name: KubeName });
+
+/** One Flux object as the agent sees it (DESIGN.md "Cluster state"). Absent optional fields read as null. */
+export const ReportedObject = z.object({
+  kind: FluxKind,
+  namespace: KubeName,
+  name: KubeName,
+  ready: z.enum(['True', 'False', 'Unknown']),
+  reason: optionalText(256),
+  message: optionalText(4096),
+  /** Sources: status.artifact.revision; Kustomizations: status.lastAppliedRevision. */
+  revision: optionalText(1024),
+  /** Sources: the artifact's org.opencontainers.image.revision metadata. */
+  originRevision: optionalText(1024),
+  /** Kustomizations and HelmReleases: the last attempted revision. */
+  attemptedRevision: optionalText(1024),
+  sourceRef: ObjectRef.nullable().default(null),
+  /** Sources: spec.url. */
+  url: optionalText(2048),
+  /** Sources: the GitLab project path the agent matched it to. */
+  project: optionalText(1024),
+  /** Sources: spec.ref as Flux has it. */
+  ref: z.record(z.string(), z.string().max(1024)).nullable().default(null),
+  suspended: z.boolean().default(false),
+  /** The Ready condition's last transition (ISO 8601). */
+  updatedAt: optionalText(64),
+});
+
+export const DeletedObject = z.object({ kind: FluxKind, namespace: KubeName, name: KubeName, deleted: z.literal(true) });
+
+export const StatusFrame = z
+  .object({
+    type: z.literal('status'),
+    /** A full set replaces what this connection reported before; otherwise these are changes. */
+    full: z.boolean(),
+    objects: z.array(z.union([DeletedObject, ReportedObject])),
+    /** A full set split over several frames: part i of n, counting from 1. */
+    part: z.number().int().min(1).optional(),
+    parts: z.number().int().min(1).optional(),
+    /** The agent has more objects than KASGATE_MAX_STATUS_OBJECTS and reported only that many. */
+    truncated: z.boolean().optional(),
+  })
+  .refine((f) => (f.part === undefined) === (f.parts === undefined), 'part and parts come together')
+  .refine((f) => f.part === undefined || (f.full && f.part <= f.parts!), 'part must be at most parts, on a full set');
+
+export const CredentialsAppliedFrame = z.object({
+  type: z.literal('credentials_applied'),
+  id: z.string().min(1).max(128),
+});
+
+/** *(kasgate)* The agent could not write the Secret (e.g. no rights in a namespace); the gateway shows it and sends it again later. */
+export const CredentialsFailedFrame = z.object({
+  type: z.literal('credentials_failed'),
+  id: z.string().min(1).max(128),
+  message: z.string().max(1024),
+});
+
+export const ClientFrame = z.discriminatedUnion('type', [
+  SubscribeFrame,
+  AckFrame,
+  StatusFrame,
+  CredentialsAppliedFrame,
+  CredentialsFailedFrame,
+]);
 
 export type HelloFrame = z.infer<typeof HelloFrame>;
+export type ConfigFrame = z.infer<typeof ConfigFrame>;
+export type ArtifactFrame = z.infer<typeof ArtifactFrame>;
+export type PipelineArtifactFrame = z.infer<typeof PipelineArtifactFrame>;
+export type RegistryArtifactFrame = z.infer<typeof RegistryArtifactFrame>;
+export type CredentialsFrame = z.infer<typeof CredentialsFrame>;
+export type ReportedObject = z.infer<typeof ReportedObject>;
+export type DeletedObject = z.infer<typeof DeletedObject>;
+export type StatusFrame = z.infer<typeof StatusFrame>;
+/** What the agent builds and sends (defaults may be left out). */
+export type StatusFrameInput = z.input<typeof StatusFrame>;
+export type CredentialsAppliedFrame = z.infer<typeof CredentialsAppliedFrame>;
+export type CredentialsFailedFrame = z.infer<typeof CredentialsFailedFrame>;
 export type SubscribedFrame = z.infer<typeof SubscribedFrame>;
 export type PushFrame = z.infer<typeof PushFrame>;
 export type ResyncFrame = z.infer<typeof ResyncFrame>;

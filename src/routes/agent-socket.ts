@@ -159,7 +159,8 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
     }
     session.badFrames = 0;
     if (frame.type === 'ack') ctx.cursors.ack(agentId, frame.eventId);
-    else session.enqueue(() => subscribe(ctx, session, frame));
+    else if (frame.type === 'subscribe') session.enqueue(() => subscribe(ctx, session, frame));
+    // status and credentials frames: handled by the cluster-state and credentials modules.
   });
 
   ws.on('pong', () => {

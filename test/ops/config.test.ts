@@ -43,6 +43,9 @@ describe('configuration from the environment', () => {
     ['KASGATE_ADMIN_TOKEN', 'short'],
     ['LOG_LEVEL', 'loud'],
     ['KASGATE_DB_SCHEMA', 'Robert"); DROP'],
+    ['KASGATE_ENCRYPTION_KEY', 'too-short'],
+    ['KASGATE_DEPLOYMENT_TIMEOUT', 'never'],
+    ['KASGATE_MAX_STATUS_OBJECTS', 'lots'],
   ])('%s=%s is refused with a message naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^invalid configuration:\\n  ${name}: `));
@@ -52,6 +55,22 @@ describe('configuration from the environment', () => {
     const attempt = () => loadConfig({ KASGATE_ADMIN_TOKEN: 'tiny', REDIS_URL: 'redis-password' });
     expect(attempt).toThrow(/KASGATE_ADMIN_TOKEN: must be at least 16 characters/);
     expect(attempt).not.toThrow(/tiny|redis-password/);
+  });
+
+  test('the GitLab API needs both its URL and its token; a 32-byte key is taken as hex or base64', () => {
+    expect(() => loadConfig({ KASGATE_GITLAB_URL: 'https://gitlab.example.com' })).toThrow(/KASGATE_GITLAB_TOKEN: required/);
+    expect(() => loadConfig({ KASGATE_GITLAB_TOKEN: 'glpat-x' })).toThrow(/KASGATE_GITLAB_URL: required/);
+    const config = loadConfig({
+      KASGATE_GITLAB_URL: 'https://gitlab.example.com/',
+      KASGATE_GITLAB_TOKEN: 'glpat-x',
+      KASGATE_ENCRYPTION_KEY: 'ab'.repeat(32),
+      KASGATE_REGISTRY_SECRETS: 'Bearer one,Bearer two',
+    });
+    expect(config.gitlab).toEqual({ url: 'https://gitlab.example.com', token: 'glpat-x', requestsPerSecond: 50, burst: 250 });
+    expect(config.encryptionKey?.length).toBe(32);
+    expect(config.registrySecrets).toEqual(['Bearer one', 'Bearer two']);
+    expect(loadConfig({ KASGATE_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64') }).encryptionKey).toEqual(Buffer.alloc(32, 7));
+    expect(loadConfig({}).deploymentTimeoutMs).toBe(30 * 60_000);
   });
 
   test('serving on Postgres requires the admin token and a webhook secret', () => {
