@@ -136,7 +136,12 @@ describe('agents', () => {
   test('the agent receives its stored config in hello, and a deleted agent cannot connect', async () => {
     const { id, token } = await gw.createAgent('hello', 'g/hello', { flux: { webhookReceiverUrl: 'http://r' } });
     const agent = await connectAgent(gw.wsUrl, token);
-    expect(agent.frames[0]).toMatchObject({ type: 'hello', agentId: id, config: { flux: { webhookReceiverUrl: 'http://r' } } });
+    expect(agent.frames[0]).toMatchObject({
+      type: 'hello',
+      agentId: id,
+      config: { flux: { webhookReceiverUrl: 'http://r' } },
+      limits: { maxFrameBytes: 65_536 },
+    });
     await agent.close();
     await gw.admin('DELETE', `/agents/${id}`);
     await expect(connectAgent(gw.wsUrl, token)).rejects.toMatchObject({ status: 401 });
