@@ -184,6 +184,8 @@ export const ReportedObject = z.object({
   revision: optionalText(1024),
   /** Sources: the artifact's org.opencontainers.image.revision metadata. */
   originRevision: optionalText(1024),
+  /** *(kasgate)* OCI sources: the artifact's org.opencontainers.image.source metadata (the Git URL it was built from). */
+  originSource: optionalText(2048),
   /** Kustomizations and HelmReleases: the last attempted revision. */
   attemptedRevision: optionalText(1024),
   sourceRef: ObjectRef.nullable().default(null),
