@@ -64,8 +64,14 @@ export const HelloFrame = z.object({
   connectionId: z.string(),
   heartbeatSeconds: z.number().int().positive(),
   config: z.record(z.string(), z.unknown()),
-  /** Optional for older gateways; an agent assumes 65536 without it. */
-  limits: z.object({ maxFrameBytes: z.number().int().positive() }).optional(),
+  /** Optional for older gateways; an agent assumes 65536 bytes and 5000 objects without it. */
+  limits: z
+    .object({
+      maxFrameBytes: z.number().int().positive(),
+      /** *(kasgate)* KASGATE_MAX_STATUS_OBJECTS: the agent reports at most this many objects, then says `truncated`. */
+      maxStatusObjects: z.number().int().positive().optional(),
+    })
+    .optional(),
 });
 
 /** The agent's configuration changed (admin API or its config file): applies to every live connection. */

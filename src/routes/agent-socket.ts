@@ -121,7 +121,7 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
       connectionId: session.id.connectionId,
       heartbeatSeconds: config.heartbeatSeconds,
       config: hello ?? {},
-      limits: { maxFrameBytes: limits.maxFrameBytes },
+      limits: { maxFrameBytes: limits.maxFrameBytes, maxStatusObjects: config.maxStatusObjects },
     });
     hello = undefined;
     // A revocation or grant change that raced the upgrade found no socket here to apply to: look again.

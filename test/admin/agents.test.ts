@@ -140,7 +140,7 @@ describe('agents', () => {
       type: 'hello',
       agentId: id,
       config: { flux: { webhookReceiverUrl: 'http://r' } },
-      limits: { maxFrameBytes: 65_536 },
+      limits: { maxFrameBytes: 65_536, maxStatusObjects: 5000 },
     });
     await agent.close();
     await gw.admin('DELETE', `/agents/${id}`);
