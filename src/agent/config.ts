@@ -3,6 +3,8 @@
  * `process.env` itself. A bad value throws an AgentConfigError naming the variable.
  */
 import { z } from 'zod';
+import { TRIGGER_MODES, type TriggerMode } from './reconciler.js';
+import { parseRegistryHost, type RegistryHost } from './repo-url.js';
 
 export class AgentConfigError extends Error {
   override name = 'AgentConfigError';
@@ -18,15 +20,20 @@ export interface AgentConfig {
   agentTokenFile?: string | undefined;
   /** GitLab's external URL: GitRepositories on this host are mapped to projects. */
   gitlabUrl: string;
+  /** GitLab's container registry (`$CI_REGISTRY`: host[:port]); OCIRepositories on it are managed. None: no OCIRepository is. */
+  registryHost?: RegistryHost | undefined;
+  /** How Flux is asked to reconcile: annotate the source (default), or call its Receiver. */
+  triggerMode: TriggerMode;
   /** Namespaces to watch; empty means all namespaces. */
   watchNamespaces: string[];
-  /** Used when the gateway's hello frame does not set `flux.webhookReceiverUrl`. */
+  /** Receiver mode: used when the gateway's config does not set `flux.webhookReceiverUrl`. */
   webhookReceiverUrl: string;
   /** Path of a kubeconfig file; absent means in-cluster configuration. */
   kubeconfig?: string | undefined;
   health: { host: string; port: number } | false;
   reconnect: { minMs: number; maxMs: number };
   subscribeDebounceMs: number;
+  /** Per reconcile request: attempts (5xx, conflicts, network errors; Receiver refreshes after a 4xx), backoff, timeout per call. */
   trigger: { attempts: number; minDelayMs: number; maxDelayMs: number; timeoutMs: number };
   /** How often to look for the Flux CRDs again while they are missing, and to restart a failed watch. */
   kubeRetryMs: number;
@@ -73,6 +80,12 @@ const EnvSchema = z.object({
   GITLAB_EXTERNAL_URL: required.refine((s) => s === undefined || isUrl(s, ['http:', 'https:']), {
     message: 'must be the http(s) URL of the GitLab instance',
   }),
+  KASGATE_REGISTRY_HOST: optionalString.refine((s) => s === undefined || parseRegistryHost(s) !== undefined, {
+    message: 'must be the registry host, with its port if it has one, as GitLab CI says it in $CI_REGISTRY (e.g. registry.example.com or gitlab.example.com:5050), without a scheme or path',
+  }),
+  KASGATE_TRIGGER_MODE: optionalString
+    .transform((s) => (s ?? 'annotate').toLowerCase())
+    .pipe(z.enum(TRIGGER_MODES, { message: 'must be annotate or receiver' })),
   KASGATE_WATCH_NAMESPACES: optionalString
     .transform((s) => (s ?? '').split(',').map((item) => item.trim()).filter(Boolean))
     .refine((names) => names.every((n) => n.length <= 63 && DNS_LABEL.test(n)), {
@@ -112,6 +125,8 @@ export function parseAgentConfig(env: Record<string, string | undefined>): Agent
     agentToken: e.KASGATE_AGENT_TOKEN,
     agentTokenFile: e.KASGATE_AGENT_TOKEN_FILE,
     gitlabUrl: e.GITLAB_EXTERNAL_URL as string,
+    registryHost: e.KASGATE_REGISTRY_HOST === undefined ? undefined : parseRegistryHost(e.KASGATE_REGISTRY_HOST),
+    triggerMode: e.KASGATE_TRIGGER_MODE,
     watchNamespaces: e.KASGATE_WATCH_NAMESPACES,
     webhookReceiverUrl: e.KASGATE_FLUX_WEBHOOK_RECEIVER_URL ?? DEFAULT_WEBHOOK_RECEIVER_URL,
     kubeconfig: e.KUBECONFIG,

@@ -1,47 +1,43 @@
 /**
- * Turns push and resync frames into Receiver calls: picks the GitRepositories a push can affect,
- * triggers their Receivers concurrently, and acks the event once they have all finished.
+ * Turns the gateway's events into reconcile requests: picks the sources an event can change,
+ * asks Flux to reconcile them concurrently (in the trigger mode in force), and acks the event once
+ * they have all finished and every earlier event has finished too.
+ *
+ * | event                          | sources                                                        |
+ * | ------------------------------ | -------------------------------------------------------------- |
+ * | `push` of project P, ref R     | GitRepositories of P whose `spec.ref` R can change              |
+ * | `artifact` (pipeline) of P     | OCIRepositories whose repository is P or under it               |
+ * | `artifact` (registry) repo, tag| OCIRepositories of exactly that repository whose ref the tag can change |
+ * | `resync`                       | every managed source of both kinds                             |
  */
 import type { Logger } from 'pino';
-import type { PushFrame } from '../protocol/kasgate-v1.js';
-import { backoffDelay, sleep } from './backoff.js';
+import type { ArtifactFrame, PushFrame } from '../protocol/kasgate-v1.js';
 import type { EventCursor } from './event-cursor.js';
 import type { AgentMetrics } from './health.js';
-import { describeError } from './kube.js';
-import type { ReceiverManager } from './receivers.js';
-import type { ManagedRepository, RepositoryRegistry } from './repositories.js';
-import type { ReceiverTrigger, TriggerPolicy } from './trigger.js';
+import type { ReconcileRequest, Reconciler } from './reconciler.js';
+import type { ManagedSource, SourceRegistry } from './sources.js';
 
 export interface DispatcherOptions {
-  registry: RepositoryRegistry;
-  receivers: ReceiverManager;
-  trigger: ReceiverTrigger;
+  registry: SourceRegistry;
+  reconciler: Reconciler;
   cursor: EventCursor;
   metrics: AgentMetrics;
   logger: Logger;
-  policy: TriggerPolicy;
-  stopSignal: AbortSignal;
-  /** The receiver base URL in force now (it can change with each hello). */
-  receiverBaseUrl: () => string;
   /** Sends an ack; the resume point covers it when the socket is down. */
   ack: (eventId: string) => void;
 }
 
-export class PushDispatcher {
+export class EventDispatcher {
   private readonly running = new Set<Promise<void>>();
 
   constructor(private readonly options: DispatcherOptions) {}
 
   handlePush(frame: PushFrame): void {
-    const { cursor, registry, logger, metrics } = this.options;
-    if (!cursor.begin(frame.eventId)) {
-      logger.debug({ eventId: frame.eventId }, 'skipping a redelivered event');
-      return;
-    }
-    metrics.pushesReceived.inc();
-    const repositories = registry.matching(frame.project.path, frame.ref, frame.project.defaultBranch);
-    logger.info(
-      { eventId: frame.eventId, project: frame.project.path, ref: frame.ref, gitRepositories: repositories.map((r) => r.key) },
+    if (!this.take(frame.eventId)) return;
+    this.options.metrics.eventsReceived.inc({ type: 'push' });
+    const sources = this.options.registry.forPush(frame.project.path, frame.ref);
+    this.options.logger.info(
+      { eventId: frame.eventId, project: frame.project.path, ref: frame.ref, sources: sources.map((s) => s.key) },
       'push received',
     );
     const body = JSON.stringify({
@@ -53,71 +49,75 @@ export class PushDispatcher {
       after: frame.after,
       receivedAt: frame.receivedAt,
     });
+    this.dispatch(frame.eventId, sources, body);
+  }
+
+  handleArtifact(frame: ArtifactFrame): void {
+    if (!this.take(frame.eventId)) return;
+    this.options.metrics.eventsReceived.inc({ type: 'artifact' });
+    const { registry, logger } = this.options;
+    const sources =
+      frame.source === 'pipeline' ? registry.forPipeline(frame.project.path) : registry.forRegistryTag(frame.repository, frame.tag);
+    const detail =
+      frame.source === 'pipeline'
+        ? { ref: frame.ref, sha: frame.sha, pipelineId: frame.pipelineId }
+        : { repository: frame.repository, tag: frame.tag, digest: frame.digest };
+    logger.info(
+      { eventId: frame.eventId, from: frame.source, project: frame.project.path, ...detail, sources: sources.map((s) => s.key) },
+      'artifact received',
+    );
+    const body = JSON.stringify({
+      source: 'kasgate',
+      eventId: frame.eventId,
+      artifact: frame.source,
+      project: frame.project.path,
+      ...detail,
+      receivedAt: frame.receivedAt,
+    });
+    this.dispatch(frame.eventId, sources, body);
+  }
+
+  /** Events may have been missed: reconcile everything the agent manages, once. */
+  handleResync(reason: string): void {
+    const sources = this.options.registry.all();
+    this.options.logger.warn({ reason, sources: sources.length }, 'resync: reconciling every managed source');
+    const body = JSON.stringify({ source: 'kasgate', resync: reason });
+    this.track(this.reconcileAll(sources, { body }));
+  }
+
+  /** Waits for the requests under way (bounded by the reconciler's stop signal, which cuts retries short). */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled(this.running);
+  }
+
+  private take(eventId: string): boolean {
+    if (this.options.cursor.begin(eventId)) return true;
+    this.options.logger.debug({ eventId }, 'skipping a redelivered event');
+    return false;
+  }
+
+  private dispatch(eventId: string, sources: ManagedSource[], body: string): void {
     this.track(
-      Promise.all(repositories.map((r) => this.triggerOne(r, body))).then(() => {
-        const ackId = cursor.finish(frame.eventId);
+      this.reconcileAll(sources, { eventId, body }).then(() => {
+        const ackId = this.options.cursor.finish(eventId);
         if (ackId !== undefined) this.options.ack(ackId);
       }),
     );
   }
 
-  /** Pushes may have been missed: reconcile everything the agent manages, once. */
-  handleResync(reason: string): void {
-    const repositories = this.options.registry.all();
-    this.options.logger.warn({ reason, gitRepositories: repositories.length }, 'resync: triggering every managed Receiver');
-    const body = JSON.stringify({ source: 'kasgate', resync: reason });
-    this.track(Promise.all(repositories.map((r) => this.triggerOne(r, body))).then(() => undefined));
-  }
-
-  /** Waits for the calls under way (bounded by the caller's stop signal, which cuts retries short). */
-  async idle(): Promise<void> {
-    while (this.running.size > 0) await Promise.allSettled(this.running);
+  private async reconcileAll(sources: ManagedSource[], request: ReconcileRequest): Promise<void> {
+    const { reconciler, metrics } = this.options;
+    await Promise.all(
+      sources.map(async (source) => {
+        const outcome = await reconciler.reconcile(source, request);
+        if (outcome.ok) metrics.reconcilesRequested.inc({ kind: source.kind, mode: reconciler.mode });
+        else if (outcome.reason !== 'gone' && outcome.reason !== 'stopped') metrics.triggerFailures.inc({ reason: outcome.reason });
+      }),
+    );
   }
 
   private track(work: Promise<void>): void {
     this.running.add(work);
     void work.finally(() => this.running.delete(work));
-  }
-
-  private async triggerOne(repository: ManagedRepository, body: string): Promise<void> {
-    const { registry, trigger, metrics, logger } = this.options;
-    const log = logger.child({ gitRepository: repository.key });
-    try {
-      const receiver = await registry.receiverFor(repository);
-      const webhookPath = await this.webhookPath(repository);
-      if (!webhookPath) {
-        metrics.triggerFailures.inc({ reason: 'unavailable' });
-        log.warn({ receiver: receiver.name }, 'the Receiver has no status.webhookPath yet (is Flux notification-controller running?)');
-        return;
-      }
-      const outcome = await trigger.trigger(this.options.receiverBaseUrl(), { ...receiver, webhookPath }, body);
-      if (outcome.ok) {
-        metrics.receiversTriggered.inc();
-        return;
-      }
-      if (outcome.reason === 'stopped') return;
-      metrics.triggerFailures.inc({ reason: outcome.reason });
-      // Flux refuses a call when the token changed under us: read Secret and Receiver afresh next time.
-      if (outcome.reason === 'rejected') registry.invalidate(repository);
-    } catch (err) {
-      metrics.triggerFailures.inc({ reason: 'unavailable' });
-      log.warn({ err: describeError(err) }, 'could not trigger the Receiver');
-    }
-  }
-
-  /** The Receiver's webhook path; Flux sets it shortly after the Receiver is created, so wait a little. */
-  private async webhookPath(repository: ManagedRepository): Promise<string | undefined> {
-    if (repository.webhookPath) return repository.webhookPath;
-    const { policy, stopSignal } = this.options;
-    for (let attempt = 0; attempt < policy.attempts && !stopSignal.aborted; attempt++) {
-      const receiver = await this.options.registry.receiverFor(repository);
-      const path = await this.options.receivers.webhookPath(receiver);
-      if (path) {
-        repository.webhookPath = path;
-        return path;
-      }
-      await sleep(backoffDelay(attempt, { minMs: policy.minDelayMs, maxMs: policy.maxDelayMs }), stopSignal);
-    }
-    return undefined;
   }
 }

@@ -10,7 +10,9 @@ import {
   CloseCode,
   SUBPROTOCOL,
   parseServerFrame,
+  type ArtifactFrame,
   type ClientFrame,
+  type ConfigFrame,
   type HelloFrame,
   type PushFrame,
   type ResyncFrame,
@@ -20,8 +22,11 @@ import { backoffDelay, sleep, type BackoffPolicy } from './backoff.js';
 
 export interface GatewayHandlers {
   onHello(frame: HelloFrame): void;
+  /** The agent's configuration changed on the gateway, on a live connection. */
+  onConfig(frame: ConfigFrame): void;
   onSubscribed(frame: SubscribedFrame): void;
   onPush(frame: PushFrame): void;
+  onArtifact(frame: ArtifactFrame): void;
   onResync(frame: ResyncFrame): void;
   onConnectedChange(connected: boolean): void;
 }
@@ -173,12 +178,19 @@ export class GatewayClient {
             handlers.onConnectedChange(true);
             handlers.onHello(frame);
             return;
+          case 'config':
+            return handlers.onConfig(frame);
           case 'subscribed':
             return handlers.onSubscribed(frame);
           case 'push':
             return handlers.onPush(frame);
+          case 'artifact':
+            return handlers.onArtifact(frame);
           case 'resync':
             return handlers.onResync(frame);
+          case 'credentials':
+            // Writing Flux's credentials is not part of this agent yet; the gateway sends them again later.
+            return log.debug({ id: frame.id }, 'ignoring a credentials frame');
           case 'error':
             return log.warn({ code: frame.code, message: frame.message }, 'the gateway reported an error');
         }

@@ -9,10 +9,10 @@ import { Counter, Gauge, Registry } from 'prom-client';
 export interface AgentMetrics {
   registry: Registry;
   connected: Gauge;
-  pushesReceived: Counter;
-  receiversTriggered: Counter;
+  eventsReceived: Counter<'type'>;
+  reconcilesRequested: Counter<'kind' | 'mode'>;
   triggerFailures: Counter<'reason'>;
-  managedRepositories: Gauge;
+  managedSources: Gauge<'kind'>;
 }
 
 export function createAgentMetrics(): AgentMetrics {
@@ -25,25 +25,28 @@ export function createAgentMetrics(): AgentMetrics {
       help: '1 while the agent holds an established connection to the gateway',
       registers,
     }),
-    pushesReceived: new Counter({
-      name: 'kasgate_agent_pushes_received_total',
-      help: 'Push notifications received from the gateway (redeliveries of an event counted once)',
+    eventsReceived: new Counter({
+      name: 'kasgate_agent_events_received_total',
+      help: 'Events received from the gateway, by type (push, artifact); redeliveries of an event counted once',
+      labelNames: ['type'] as const,
       registers,
     }),
-    receiversTriggered: new Counter({
-      name: 'kasgate_agent_receivers_triggered_total',
-      help: 'Flux Receiver calls that succeeded',
+    reconcilesRequested: new Counter({
+      name: 'kasgate_agent_reconciles_requested_total',
+      help: 'Reconciliations Flux was asked for and accepted (an annotation patch, or a Receiver call), by source kind and trigger mode',
+      labelNames: ['kind', 'mode'] as const,
       registers,
     }),
     triggerFailures: new Counter({
       name: 'kasgate_agent_trigger_failures_total',
-      help: 'Flux Receiver triggers that failed for good (rejected: a 4xx; exhausted: retries used up; unavailable: Receiver not ready)',
+      help: 'Reconcile requests that failed for good (rejected: a 4xx; exhausted: retries used up; unavailable: Receiver not ready)',
       labelNames: ['reason'] as const,
       registers,
     }),
-    managedRepositories: new Gauge({
-      name: 'kasgate_agent_managed_gitrepositories',
-      help: 'GitRepositories on the GitLab instance for which the agent manages a Receiver',
+    managedSources: new Gauge({
+      name: 'kasgate_agent_managed_sources',
+      help: 'Flux sources on the GitLab instance (GitRepository) or its registry (OCIRepository) that the agent manages, by kind',
+      labelNames: ['kind'] as const,
       registers,
     }),
   };
@@ -51,10 +54,13 @@ export function createAgentMetrics(): AgentMetrics {
 
 export interface AgentStatus {
   ready: boolean;
+  triggerMode: 'annotate' | 'receiver';
   fluxCrds: 'unknown' | 'found' | 'missing';
-  gitRepositoriesSynced: boolean;
+  /** The CRDs the agent waits for (`plural.group/version`), while fluxCrds is missing. */
+  missingCrds: string[];
+  sourcesSynced: boolean;
   gateway: 'connecting' | 'connected' | 'revoked' | 'stopped';
-  managedRepositories: number;
+  managedSources: { GitRepository: number; OCIRepository: number };
 }
 
 export interface HealthServer {

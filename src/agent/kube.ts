@@ -1,5 +1,5 @@
 /**
- * Kubernetes access: configuration, Flux CRD discovery, and the GitRepository watch.
+ * Kubernetes access: configuration, Flux CRD discovery, and the watch of Flux source objects.
  */
 import {
   ApiException,
@@ -21,6 +21,9 @@ export function loadKubeConfig(kubeconfigPath: string | undefined): KubeConfig {
   return kc;
 }
 
+/** Field manager of everything the agent writes (server-side apply, annotation patches). */
+export const FIELD_MANAGER = 'kasgate-agent';
+
 export interface CrdRef {
   group: string;
   version: string;
@@ -35,6 +38,13 @@ export const GIT_REPOSITORY: CrdRef = {
   kind: 'GitRepository',
 };
 
+export const OCI_REPOSITORY: CrdRef = {
+  group: 'source.toolkit.fluxcd.io',
+  version: 'v1',
+  plural: 'ocirepositories',
+  kind: 'OCIRepository',
+};
+
 export const RECEIVER: CrdRef = {
   group: 'notification.toolkit.fluxcd.io',
   version: 'v1',
@@ -43,6 +53,8 @@ export const RECEIVER: CrdRef = {
 };
 
 export const crdName = (crd: CrdRef): string => `${crd.plural}.${crd.group}/${crd.version}`;
+
+export const apiVersionOf = (crd: CrdRef): string => `${crd.group}/${crd.version}`;
 
 export const isNotFound = (err: unknown): boolean => err instanceof ApiException && err.code === 404;
 
@@ -53,12 +65,12 @@ export class DiscoveringObjectApi extends KubernetesObjectApi {
   }
 }
 
-/** The Flux CRDs (by `plural.group/version`) that API discovery does not list. */
-export async function missingFluxCrds(kc: KubeConfig): Promise<string[]> {
+/** Which of `crds` (by `plural.group/version`) API discovery does not list. */
+export async function missingCrds(kc: KubeConfig, crds: readonly CrdRef[]): Promise<string[]> {
   // A fresh client each time: the discovery answer is cached per client, and CRDs come and go.
   const discovery = kc.makeApiClient(DiscoveringObjectApi);
   const missing: string[] = [];
-  for (const crd of [GIT_REPOSITORY, RECEIVER]) {
+  for (const crd of crds) {
     try {
       const resource = await discovery.lookupResource(`${crd.group}/${crd.version}`, crd.kind);
       if (resource?.name !== crd.plural) missing.push(crdName(crd));
@@ -75,25 +87,26 @@ export interface WatchHandlers {
   onDelete(obj: KubernetesObject): void;
 }
 
-export interface GitRepositoryWatch {
+export interface SourceWatch {
   /** Resolves once every watched scope has been listed successfully once. */
   readonly synced: Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
- * List + watch GitRepositories in all namespaces (no `namespaces`) or in each given one.
+ * List + watch objects of a Flux kind in all namespaces (no `namespaces`) or in each given one.
  * A watch that fails is started again after `retryMs` (the informer relists, so nothing is missed).
  */
-export function watchGitRepositories(
+export function watchObjects(
   kc: KubeConfig,
+  crd: CrdRef,
   namespaces: string[],
   handlers: WatchHandlers,
   retryMs: number,
   logger: Logger,
-): GitRepositoryWatch {
+): SourceWatch {
   const custom = kc.makeApiClient(CustomObjectsApi);
-  const { group, version, plural } = GIT_REPOSITORY;
+  const { group, version, plural } = crd;
   const scopes: (string | undefined)[] = namespaces.length > 0 ? namespaces : [undefined];
   const timers = new Set<NodeJS.Timeout>();
   let stopped = false;
@@ -117,7 +130,7 @@ export function watchGitRepositories(
     informer.on('delete', handlers.onDelete);
     informer.on('error', (err: unknown) => {
       if (stopped) return;
-      logger.warn({ err: describeError(err), scope: namespace ?? 'all namespaces' }, 'GitRepository watch failed; retrying');
+      logger.warn({ err: describeError(err), scope: namespace ?? 'all namespaces' }, `${crd.kind} watch failed; retrying`);
       const timer = setTimeout(() => {
         timers.delete(timer);
         if (!stopped) entry.starting = informer.start();
@@ -159,4 +172,11 @@ export function describeError(err: unknown): string {
 function summarizeBody(body: unknown): string {
   if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
   return typeof body === 'string' ? body.slice(0, 200) : 'request failed';
+}
+
+/** The HTTP status of a failed Kubernetes API call; undefined for a network error or a timeout. */
+export function statusOf(err: unknown): number | undefined {
+  if (err instanceof ApiException) return err.code;
+  const status = (err as { statusCode?: unknown } | undefined)?.statusCode;
+  return typeof status === 'number' ? status : undefined;
 }

@@ -1,22 +1,38 @@
 /**
- * The in-cluster agent: `kasgate agent`. Finds Flux GitRepositories on our GitLab, keeps a
- * Receiver for each, and triggers the right ones when the gateway reports a push.
+ * The in-cluster agent: `kasgate agent`. Finds the Flux sources on our GitLab (GitRepositories)
+ * and its container registry (OCIRepositories), subscribes to their projects, and asks Flux to
+ * reconcile the right ones when the gateway reports a push or an artifact: by annotating them
+ * (the default), or through a Receiver per source (receiver mode).
  */
 import { readFile } from 'node:fs/promises';
 import { CoreV1Api, CustomObjectsApi, KubernetesObjectApi, type KubeConfig } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
 import type { SubscribeFrame } from '../protocol/kasgate-v1.js';
+import { AnnotateReconciler } from './annotate.js';
 import { sleep } from './backoff.js';
 import { AgentConfigError, parseAgentConfig, type AgentConfig } from './config.js';
-import { PushDispatcher } from './dispatcher.js';
+import { EventDispatcher } from './dispatcher.js';
 import { EventCursor } from './event-cursor.js';
 import { GatewayClient } from './gateway-client.js';
 import { createAgentMetrics, startHealthServer, type AgentMetrics, type AgentStatus, type HealthServer } from './health.js';
-import { describeError, loadKubeConfig, missingFluxCrds, watchGitRepositories, type GitRepositoryWatch } from './kube.js';
+import {
+  GIT_REPOSITORY,
+  OCI_REPOSITORY,
+  RECEIVER,
+  crdName,
+  describeError,
+  loadKubeConfig,
+  missingCrds,
+  watchObjects,
+  type CrdRef,
+  type SourceWatch,
+} from './kube.js';
+import type { Reconciler } from './reconciler.js';
+import { ReceiverReconciler } from './receiver-mode.js';
 import { ReceiverManager } from './receivers.js';
 import { gitlabLocation } from './repo-url.js';
-import { RepositoryRegistry } from './repositories.js';
-import { ReceiverTrigger, receiverUrlFromHello } from './trigger.js';
+import { SourceRegistry, type SourceKind } from './sources.js';
+import { ReceiverTrigger, receiverUrlFromConfig } from './trigger.js';
 
 export { parseAgentConfig, AgentConfigError, type AgentConfig } from './config.js';
 export { TokenRevokedError } from './gateway-client.js';
@@ -33,32 +49,55 @@ export interface AgentHandle {
   /** Port of the health endpoint, when it is enabled. */
   readonly healthPort: number | undefined;
   readonly metrics: AgentMetrics;
+  /** The managed sources (what status reporting builds on). */
+  readonly sources: SourceRegistry;
   status(): AgentStatus;
   close(): Promise<void>;
+}
+
+const KIND_CRDS: Record<SourceKind, CrdRef> = { GitRepository: GIT_REPOSITORY, OCIRepository: OCI_REPOSITORY };
+
+/**
+ * What discovery must list before the agent starts: GitRepositories, and Receivers only in
+ * receiver mode (annotate mode needs no notification-controller).
+ */
+export function requiredCrds(config: AgentConfig): CrdRef[] {
+  return config.triggerMode === 'receiver' ? [GIT_REPOSITORY, RECEIVER] : [GIT_REPOSITORY];
+}
+
+/**
+ * What the agent uses when it is there: OCIRepositories (`v1` since Flux 2.6) when it knows the
+ * registry. Without the CRD the agent works for Git and keeps looking for it.
+ */
+export function optionalCrds(config: AgentConfig): CrdRef[] {
+  return config.registryHost === undefined ? [] : [OCI_REPOSITORY];
 }
 
 export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Promise<AgentHandle> {
   const logger = deps.logger ?? pino({ name: 'kasgate-agent', level: config.logLevel });
   const kc = deps.kubeConfig ?? loadKubeConfig(config.kubeconfig);
-  const objects = KubernetesObjectApi.makeApiClient(kc);
-  const receivers = new ReceiverManager({ objects, core: kc.makeApiClient(CoreV1Api), custom: kc.makeApiClient(CustomObjectsApi) });
   const stop = new AbortController();
   const metrics = createAgentMetrics();
   const cursor = new EventCursor();
   const state = {
     fluxCrds: 'unknown' as AgentStatus['fluxCrds'],
+    missingCrds: [] as string[],
     synced: false,
     gateway: 'connecting' as AgentStatus['gateway'],
-    helloReceiverUrl: undefined as string | undefined,
+    /** `flux.webhookReceiverUrl` from the gateway (hello, then config frames). */
+    gatewayReceiverUrl: undefined as string | undefined,
   };
   let gateway: GatewayClient | undefined;
-  let watch: GitRepositoryWatch | undefined;
+  const watches: SourceWatch[] = [];
   let subscribedKey: string | undefined;
+  let scheduledKey: string | undefined;
   let debounce: NodeJS.Timeout | undefined;
+
+  const registry = new SourceRegistry({ gitlab: gitlabLocation(config.gitlabUrl), registryHost: config.registryHost, logger });
 
   const sendSubscribe = (): void => {
     if (!gateway?.ready) return;
-    const projects = registry.projectPaths();
+    const projects = registry.subscriptionPaths();
     const key = JSON.stringify(projects);
     if (key === subscribedKey) return;
     const frame: SubscribeFrame = { type: 'subscribe', projects };
@@ -70,36 +109,50 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     }
   };
 
-  const registry = new RepositoryRegistry({
-    receivers,
-    gitlab: gitlabLocation(config.gitlabUrl),
-    logger,
-    retryMs: config.kubeRetryMs,
-    onChange: () => {
-      metrics.managedRepositories.set(registry.size);
-      clearTimeout(debounce);
-      debounce = setTimeout(sendSubscribe, config.subscribeDebounceMs);
-    },
+  registry.onChange(() => {
+    for (const kind of ['GitRepository', 'OCIRepository'] as const) metrics.managedSources.set({ kind }, registry.count(kind));
+    // Status updates come often; only a change of the subscribed set (re)starts the debounce.
+    const key = JSON.stringify(registry.subscriptionPaths());
+    if (key === scheduledKey) return;
+    scheduledKey = key;
+    clearTimeout(debounce);
+    debounce = setTimeout(sendSubscribe, config.subscribeDebounceMs);
   });
-  const dispatcher = new PushDispatcher({
+
+  const reconciler: Reconciler =
+    config.triggerMode === 'annotate'
+      ? new AnnotateReconciler(kc, config.trigger, logger, stop.signal)
+      : new ReceiverReconciler({
+          registry,
+          receivers: new ReceiverManager({
+            objects: KubernetesObjectApi.makeApiClient(kc),
+            core: kc.makeApiClient(CoreV1Api),
+            custom: kc.makeApiClient(CustomObjectsApi),
+          }),
+          trigger: new ReceiverTrigger(kc, config.trigger, logger, stop.signal),
+          policy: config.trigger,
+          logger,
+          stopSignal: stop.signal,
+          retryMs: config.kubeRetryMs,
+          receiverBaseUrl: () => state.gatewayReceiverUrl ?? config.webhookReceiverUrl,
+        });
+  const dispatcher = new EventDispatcher({
     registry,
-    receivers,
-    trigger: new ReceiverTrigger(kc, config.trigger, logger, stop.signal),
+    reconciler,
     cursor,
     metrics,
     logger,
-    policy: config.trigger,
-    stopSignal: stop.signal,
-    receiverBaseUrl: () => state.helloReceiverUrl ?? config.webhookReceiverUrl,
     ack: (eventId) => void gateway?.send({ type: 'ack', eventId }),
   });
 
   const status = (): AgentStatus => ({
     ready: state.fluxCrds === 'found' && state.synced && state.gateway === 'connected',
+    triggerMode: config.triggerMode,
     fluxCrds: state.fluxCrds,
-    gitRepositoriesSynced: state.synced,
+    missingCrds: state.missingCrds,
+    sourcesSynced: state.synced,
     gateway: state.gateway,
-    managedRepositories: registry.size,
+    managedSources: { GitRepository: registry.count('GitRepository'), OCIRepository: registry.count('OCIRepository') },
   });
   let health: HealthServer | undefined;
   if (config.health) health = await startHealthServer(config.health.host, config.health.port, metrics, status);
@@ -110,6 +163,14 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
   done.catch(() => {});
 
+  const takeGatewayConfig = (gatewayConfig: Record<string, unknown>): void => {
+    const url = receiverUrlFromConfig(gatewayConfig);
+    if (url !== state.gatewayReceiverUrl && config.triggerMode === 'receiver') {
+      logger.info({ webhookReceiverUrl: url ?? config.webhookReceiverUrl }, 'receiver URL from the gateway');
+    }
+    state.gatewayReceiverUrl = url;
+  };
+
   const connect = (): void => {
     gateway = new GatewayClient({
       baseUrl: config.gatewayUrl,
@@ -118,16 +179,18 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       logger,
       handlers: {
         onHello: (frame) => {
-          state.helloReceiverUrl = receiverUrlFromHello(frame.config);
+          takeGatewayConfig(frame.config);
           subscribedKey = undefined;
           logger.info({ agentId: frame.agentId, connectionId: frame.connectionId }, 'gateway said hello');
           sendSubscribe();
         },
+        onConfig: (frame) => takeGatewayConfig(frame.config),
         onSubscribed: (frame) => {
           const unverified = frame.projects.filter((p) => p.access === 'unverified').map((p) => p.path);
-          if (unverified.length > 0) logger.info({ projects: unverified }, 'projects not granted: their pushes arrive only while public');
+          if (unverified.length > 0) logger.info({ projects: unverified }, 'projects not granted: their events arrive only while public');
         },
         onPush: (frame) => dispatcher.handlePush(frame),
+        onArtifact: (frame) => dispatcher.handleArtifact(frame),
         onResync: (frame) => dispatcher.handleResync(frame.reason),
         onConnectedChange: (connected) => {
           state.gateway = connected ? 'connected' : 'connecting';
@@ -145,11 +208,20 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   };
 
   const lifecycle = async (): Promise<void> => {
+    logger.info(
+      { triggerMode: config.triggerMode, registryHost: config.registryHost ?? null, namespaces: config.watchNamespaces },
+      'agent starting',
+    );
+    if (config.registryHost === undefined) logger.info('KASGATE_REGISTRY_HOST is not set: OCIRepositories are not managed');
+    const required = requiredCrds(config);
+    const optional = optionalCrds(config);
+    let missing: string[] = [];
     let reported: string | undefined;
     while (!stop.signal.aborted) {
       try {
-        const missing = await missingFluxCrds(kc);
-        if (missing.length === 0) break;
+        missing = await missingCrds(kc, [...required, ...optional]);
+        state.missingCrds = missing;
+        if (!required.some((crd) => missing.includes(crdName(crd)))) break;
         state.fluxCrds = 'missing';
         if (reported !== missing.join()) logger.warn({ missing }, 'Flux CRDs not found; waiting for them');
         reported = missing.join();
@@ -160,13 +232,46 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     }
     if (stop.signal.aborted) return;
     state.fluxCrds = 'found';
-    const handlers = { onUpsert: registry.upsert.bind(registry), onDelete: registry.remove.bind(registry) };
-    watch = watchGitRepositories(kc, config.watchNamespaces, handlers, config.kubeRetryMs, logger);
-    await Promise.race([watch.synced, new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }))]);
+    const kinds: SourceKind[] = ['GitRepository'];
+    if (optional.includes(OCI_REPOSITORY)) {
+      if (missing.includes(crdName(OCI_REPOSITORY))) void watchWhenFound('OCIRepository');
+      else kinds.push('OCIRepository');
+    }
+    for (const kind of kinds) startWatch(kind);
+    const stopped = new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+    await Promise.race([Promise.all(watches.map((w) => w.synced)), stopped]);
     if (stop.signal.aborted) return;
     state.synced = true;
-    logger.info({ gitRepositories: registry.size, projects: registry.projectPaths() }, 'GitRepositories listed');
+    logger.info(
+      { gitRepositories: registry.count('GitRepository'), ociRepositories: registry.count('OCIRepository'), projects: registry.subscriptionPaths() },
+      'sources listed',
+    );
     connect();
+  };
+
+  const startWatch = (kind: SourceKind): void => {
+    const handlers = { onUpsert: registry.upsert.bind(registry, kind), onDelete: registry.remove.bind(registry, kind) };
+    watches.push(watchObjects(kc, KIND_CRDS[kind], config.watchNamespaces, handlers, config.kubeRetryMs, logger));
+  };
+
+  /** A CRD the agent can do without: look for it until it appears, then watch its objects. */
+  const watchWhenFound = async (kind: SourceKind): Promise<void> => {
+    const crd = KIND_CRDS[kind];
+    logger.warn({ missing: crdName(crd) }, `${kind} CRD not found: ${kind}s are not managed until it appears`);
+    while (!stop.signal.aborted) {
+      await sleep(config.kubeRetryMs, stop.signal);
+      if (stop.signal.aborted) return;
+      try {
+        if ((await missingCrds(kc, [crd])).length > 0) continue;
+      } catch (err) {
+        logger.warn({ err: describeError(err) }, 'Kubernetes API discovery failed; retrying');
+        continue;
+      }
+      state.missingCrds = state.missingCrds.filter((name) => name !== crdName(crd));
+      logger.info({ crd: crdName(crd) }, `${kind} CRD found; managing ${kind}s`);
+      startWatch(kind);
+      return;
+    }
   };
   void lifecycle();
 
@@ -177,9 +282,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       stop.abort();
       clearTimeout(debounce);
       await gateway?.close();
-      await watch?.stop();
-      registry.close();
+      await Promise.all(watches.map((w) => w.stop()));
+      reconciler.close();
       await dispatcher.idle();
+      registry.close();
       await health?.close();
       state.gateway = state.gateway === 'revoked' ? 'revoked' : 'stopped';
       metrics.connected.set(0);
@@ -187,7 +293,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       settle?.resolve();
     })());
 
-  return { done, healthPort: health?.port, metrics, status, close };
+  return { done, healthPort: health?.port, metrics, sources: registry, status, close };
 }
 
 async function readTokenFile(path: string): Promise<string> {

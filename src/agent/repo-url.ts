@@ -1,11 +1,19 @@
 /**
- * GitRepository `spec.url` → GitLab project path (`group/sub/project`), for URLs on our GitLab.
+ * Source URLs → the GitLab paths they point at.
  *
- * Accepted forms (host compared case-insensitively, port ignored since SSH and HTTPS differ):
+ * GitRepository `spec.url` → project path (`group/sub/project`), for URLs on our GitLab. Flux's
+ * CRD admits only `^(http|https|ssh)://.*$` (fluxcd/source-controller api/v1/gitrepository_types.go,
+ * and docs/spec/v1/gitrepositories.md: "the shorter scp-like syntax is not supported"), so
+ * those are the only forms a cluster can hold:
  * - `https://host[/relative-root]/group/sub/proj[.git]` (also `http://`)
  * - `ssh://[user@]host[:port]/group/proj[.git]`
- * - scp-like `[user@]host:group/proj[.git]`
- * The result is lower-case: GitLab paths compare case-insensitively.
+ * The host is compared case-insensitively and the port ignored (SSH and HTTPS differ).
+ *
+ * OCIRepository `spec.url` → registry repository path, for `oci://<registry host>/<repository>`
+ * (api/v1/ocirepository_types.go: `^oci://.*$`, no tag or digest in it).
+ *
+ * Results are lower-case: GitLab paths compare case-insensitively, and registry repository
+ * names are lower-case.
  */
 import { ProjectPath } from '../protocol/kasgate-v1.js';
 
@@ -24,19 +32,10 @@ export function gitlabLocation(externalUrl: string): GitLabLocation {
   };
 }
 
-const SCP_LIKE = /^(?:[^@/]+@)?(\[[^\]]+\]|[^:/]+):(.+)$/;
-
 /** The GitLab project path a GitRepository URL points at, or undefined when it is not a project on our GitLab. */
 export function projectPathFromRepoUrl(repoUrl: string, gitlab: GitLabLocation): string | undefined {
   const text = repoUrl.trim();
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) return fromUrl(text, gitlab);
-  const scp = SCP_LIKE.exec(text);
-  if (!scp?.[1] || !scp[2]) return undefined;
-  if (scp[1].toLowerCase() !== gitlab.hostname) return undefined;
-  return normalizePath(scp[2]);
-}
-
-function fromUrl(text: string, gitlab: GitLabLocation): string | undefined {
+  if (!/^(https?|ssh):\/\//i.test(text)) return undefined;
   let url: URL;
   try {
     url = new URL(text);
@@ -50,26 +49,14 @@ function fromUrl(text: string, gitlab: GitLabLocation): string | undefined {
   } catch {
     return undefined;
   }
-  switch (url.protocol) {
-    case 'http:':
-    case 'https:': {
-      const prefix = gitlab.pathPrefix;
-      if (prefix !== '') {
-        if (!path.toLowerCase().startsWith(`${prefix}/`)) return undefined;
-        path = path.slice(prefix.length);
-      }
-      return normalizePath(path);
-    }
-    case 'ssh:':
-    case 'git+ssh:':
-    case 'ssh+git:':
-      return normalizePath(path);
-    default:
-      return undefined;
+  if (url.protocol !== 'ssh:' && gitlab.pathPrefix !== '') {
+    if (!path.toLowerCase().startsWith(`${gitlab.pathPrefix}/`)) return undefined;
+    path = path.slice(gitlab.pathPrefix.length);
   }
+  return normalizeProjectPath(path);
 }
 
-function normalizePath(raw: string): string | undefined {
+function normalizeProjectPath(raw: string): string | undefined {
   const segments = raw
     .replace(/\/+$/, '')
     .replace(/\.git$/i, '')
@@ -80,4 +67,57 @@ function normalizePath(raw: string): string | undefined {
   if (segments.some((segment) => segment === '.' || segment === '..' || segment === '-')) return undefined;
   const path = segments.join('/').toLowerCase();
   return ProjectPath.safeParse(path).success ? path : undefined;
+}
+
+/** A registry as `$CI_REGISTRY` names it: host, and port when it has one. Lower-case. */
+export type RegistryHost = string;
+
+const HOST_AND_PORT = /^(?:\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)(?::(\d{1,5}))?$/;
+
+/** Normalizes `KASGATE_REGISTRY_HOST`; undefined when it is not `host[:port]`. */
+export function parseRegistryHost(value: string): RegistryHost | undefined {
+  const text = value.trim().toLowerCase();
+  const match = HOST_AND_PORT.exec(text);
+  if (!match) return undefined;
+  if (match[1] !== undefined && Number(match[1]) > 65535) return undefined;
+  return text.replace(/:443$/, '');
+}
+
+/** One component of a distribution repository name (the registry's own grammar). */
+const REPOSITORY_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+
+/**
+ * The repository path (`group/project[/image]`) of an OCIRepository URL on our registry, or
+ * undefined when the URL is another registry's, carries a tag or digest, or is not a GitLab
+ * repository (which has at least a namespace and a project).
+ */
+export function repositoryFromOciUrl(ociUrl: string, registry: RegistryHost): string | undefined {
+  const text = ociUrl.trim();
+  if (!/^oci:\/\//i.test(text)) return undefined;
+  const rest = text.slice('oci://'.length);
+  const slash = rest.indexOf('/');
+  if (slash < 0) return undefined;
+  const host = rest.slice(0, slash).toLowerCase().replace(/:443$/, '');
+  if (host !== registry) return undefined;
+  const segments = rest
+    .slice(slash + 1)
+    .replace(/\/+$/, '')
+    .toLowerCase()
+    .split('/');
+  if (segments.length < 2) return undefined;
+  if (!segments.every((segment) => REPOSITORY_COMPONENT.test(segment))) return undefined;
+  return segments.join('/');
+}
+
+/**
+ * The project paths a registry repository may belong to: every prefix of two or more segments
+ * (`group/app/manifests` → `group/app`, `group/app/manifests`). A GitLab repository is
+ * `<project path>` or `<project path>/<image name>`, and only the gateway knows which prefix is
+ * the project, so the agent subscribes to them all.
+ */
+export function repositoryProjectCandidates(repository: string): string[] {
+  const segments = repository.split('/');
+  const candidates: string[] = [];
+  for (let length = 2; length <= segments.length; length++) candidates.push(segments.slice(0, length).join('/'));
+  return candidates;
 }

@@ -39,8 +39,8 @@ export function signBody(body: string, token: string): string {
   return `sha256=${createHmac('sha256', token).update(body).digest('hex')}`;
 }
 
-/** `flux.webhookReceiverUrl` from the hello frame's config, when it is a usable receiver URL. */
-export function receiverUrlFromHello(config: Record<string, unknown>): string | undefined {
+/** `flux.webhookReceiverUrl` of the agent config the gateway sends (hello and config frames), when it is a usable receiver URL. */
+export function receiverUrlFromConfig(config: Record<string, unknown>): string | undefined {
   const flux = config['flux'];
   if (!flux || typeof flux !== 'object') return undefined;
   const url = (flux as Record<string, unknown>)['webhookReceiverUrl'];

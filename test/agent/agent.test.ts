@@ -1,6 +1,7 @@
 /**
- * The agent in-process against the test API server, the test Flux receiver, and a scripted
- * kasgate.v1 peer over a real WebSocket.
+ * The agent in-process, in annotate mode (the default), against the test API server and a
+ * scripted kasgate.v1 peer over a real WebSocket: which sources a push annotates, the
+ * subscription, acks, replay, reconnects and revocation.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TokenRevokedError } from '../../src/agent/gateway-client.js';
@@ -10,6 +11,8 @@ import { ProtocolPeer } from './support/protocol-peer.js';
 import { settle, waitFor } from './support/wait.js';
 
 const TOKEN = 'kgagent_test-token-0123456789abcdef';
+const ANNOTATION = 'reconcile.fluxcd.io/requestedAt';
+const RFC3339_NANO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$/;
 
 function push(eventId: string, path: string, ref: string, defaultBranch: string | null = 'main'): PushFrame {
   return {
@@ -39,93 +42,108 @@ afterEach(async () => {
 function addApps(): void {
   h.kube.putGitRepository('apps', 'app-main', { url: 'https://gitlab.example.com/Group/App.git', ref: { branch: 'main' } });
   h.kube.putGitRepository('apps', 'app-dev', { url: 'ssh://git@gitlab.example.com:2222/group/app.git', ref: { branch: 'dev' } });
-  h.kube.putGitRepository('infra', 'infra', { url: 'git@gitlab.example.com:group/infra.git' });
+  h.kube.putGitRepository('infra', 'infra', { url: 'ssh://git@gitlab.example.com/group/infra.git' });
   h.kube.putGitRepository('apps', 'elsewhere', { url: 'https://github.com/group/app.git', ref: { branch: 'main' } });
 }
 
-describe('agent', () => {
-  it('applies a Secret and a generic-hmac Receiver per GitLab GitRepository, owned and labelled', async () => {
+/** The successful annotation patches, as `Kind/namespace/name`, in order. */
+const patched = (): string[] => h.kube.sourcePatches.filter((p) => p.failed === undefined).map((p) => `${p.kind}/${p.namespace}/${p.name}`);
+
+describe('agent (annotate mode)', () => {
+  it('annotates exactly the GitRepository a push can change, with a JSON merge patch, and writes nothing else', async () => {
     addApps();
     await h.startAgent({ gatewayUrl: peer.url, agentToken: TOKEN });
-    await waitFor(() => h.kube.receivers.size === 3, 5000, 'three Receivers');
+    const conn = await peer.connection(0);
+    await conn.nextFrame('subscribe');
 
-    expect([...h.kube.receivers.keys()].sort()).toEqual(['apps/kasgate-app-dev', 'apps/kasgate-app-main', 'infra/kasgate-infra']);
-    const gitRepo = h.kube.gitRepositories.get('apps/app-main');
-    const receiver = h.kube.receivers.get('apps/kasgate-app-main');
-    expect(receiver?.['spec']).toEqual({
-      type: 'generic-hmac',
-      secretRef: { name: 'kasgate-app-main' },
-      resources: [{ apiVersion: 'source.toolkit.fluxcd.io/v1', kind: 'GitRepository', name: 'app-main' }],
-    });
-    const secret = h.kube.secrets.get('apps/kasgate-app-main');
-    for (const object of [receiver, secret]) {
-      expect(object?.metadata['labels']).toEqual({ 'app.kubernetes.io/managed-by': 'kasgate' });
-      expect(object?.metadata['ownerReferences']).toEqual([
-        { apiVersion: 'source.toolkit.fluxcd.io/v1', kind: 'GitRepository', name: 'app-main', uid: gitRepo?.metadata['uid'] },
-      ]);
-    }
-    expect(h.kube.secretToken('apps', 'kasgate-app-main')?.length).toBeGreaterThanOrEqual(40);
-    expect(h.kube.secretToken('apps', 'kasgate-app-main')).not.toBe(h.kube.secretToken('apps', 'kasgate-app-dev'));
-    for (const apply of h.kube.applies) {
-      expect(apply.contentType).toBe('application/apply-patch+yaml');
-      expect(apply.fieldManager).toBe('kasgate-agent');
-    }
+    conn.send(push('7', 'Group/App', 'refs/heads/main'));
+    expect(await conn.nextFrame('ack')).toEqual({ type: 'ack', eventId: '7' });
+    await settle(150);
+    expect(patched()).toEqual(['GitRepository/apps/app-main']);
+    const [patch] = h.kube.sourcePatches;
+    expect(patch?.contentType).toBe('application/merge-patch+json');
+    expect(patch?.fieldManager).toBe('kasgate-agent');
+    expect(Object.keys(patch?.body ?? {})).toEqual(['metadata']);
+    const value = patch?.body['metadata']['annotations'][ANNOTATION] as string;
+    expect(value).toMatch(RFC3339_NANO);
+    expect(h.kube.requestedAt('GitRepository', 'apps', 'app-main')).toBe(value);
+    expect(h.kube.requestedAt('GitRepository', 'apps', 'app-dev')).toBeUndefined();
+
+    // No Receiver, no Secret: annotate mode needs neither.
+    expect(h.kube.applies).toEqual([]);
+    expect(h.kube.secrets.size).toBe(0);
+    expect(h.kube.receivers.size).toBe(0);
+    expect(h.receiver.calls).toEqual([]);
     expect(h.kube.unauthorized).toEqual([]);
   });
 
-  it('keeps the existing token when it restarts', async () => {
+  it("follows Flux's default: a GitRepository without ref is master's, whatever the project's default branch", async () => {
     addApps();
-    const first = await h.startAgent({ gatewayUrl: peer.url, agentToken: TOKEN });
-    await waitFor(() => h.kube.receivers.size === 3);
-    const token = h.kube.secretToken('apps', 'kasgate-app-main');
-    await first.close();
-    const appliesBefore = h.kube.applies.length;
     await h.startAgent({ gatewayUrl: peer.url, agentToken: TOKEN });
-    await waitFor(() => h.kube.applies.length >= appliesBefore + 6, 5000, 'the second round of applies');
-    expect(h.kube.secretToken('apps', 'kasgate-app-main')).toBe(token);
+    const conn = await peer.connection(0);
+    await conn.nextFrame('subscribe');
+
+    conn.send(push('1', 'group/infra', 'refs/heads/main', 'main'));
+    conn.send(push('2', 'group/infra', 'refs/heads/trunk', 'trunk'));
+    await waitFor(() => conn.framesOf('ack').some((a) => a.eventId === '2'), 5000, 'the ack of 2');
+    expect(patched()).toEqual([]);
+
+    conn.send(push('3', 'group/infra', 'refs/heads/master', 'main'));
+    await waitFor(() => conn.framesOf('ack').some((a) => a.eventId === '3'), 5000, 'the ack of 3');
+    expect(patched()).toEqual(['GitRepository/infra/infra']);
   });
 
-  it('subscribes once with the whole set of paths, then only the first Receiver of a push is called, once', async () => {
+  it('gives two requests for one source within a second two different values, so Flux acts on both', async () => {
+    addApps();
+    await h.startAgent({ gatewayUrl: peer.url, agentToken: TOKEN });
+    const conn = await peer.connection(0);
+    await conn.nextFrame('subscribe');
+    const started = Date.now();
+    conn.send(push('5', 'group/app', 'refs/heads/main'));
+    conn.send(push('6', 'group/app', 'refs/heads/main'));
+    await waitFor(() => conn.framesOf('ack').some((a) => a.eventId === '6'), 5000, 'the ack of 6');
+    expect(Date.now() - started).toBeLessThan(1000);
+    const values = h.kube.sourcePatches.map((p) => p.body['metadata']['annotations'][ANNOTATION] as string);
+    expect(values).toHaveLength(2);
+    expect(values[0]).not.toBe(values[1]);
+    expect(values[0]?.slice(0, 19)).toBe(values[1]?.slice(0, 19)); // the same second
+    expect(h.kube.requestedAt('GitRepository', 'apps', 'app-main')).toBe([...values].sort()[1]);
+  });
+
+  it('subscribes once with the whole set of paths, and does not annotate a redelivered event again', async () => {
     addApps();
     const agent = await h.startAgent({ gatewayUrl: peer.url, agentToken: TOKEN });
     const conn = await peer.connection(0);
     expect(conn.authorization).toBe(`Bearer ${TOKEN}`);
-    const subscribe = await conn.nextFrame('subscribe');
-    expect(subscribe).toEqual({ type: 'subscribe', projects: ['group/app', 'group/infra'] });
+    expect(await conn.nextFrame('subscribe')).toEqual({ type: 'subscribe', projects: ['group/app', 'group/infra'] });
     await settle(150);
     expect(conn.framesOf('subscribe')).toHaveLength(1);
 
-    conn.send(push('7', 'Group/App', 'refs/heads/main'));
-    await waitFor(() => h.receiver.calls.length === 1, 5000, 'the Receiver call');
-    const ack = await conn.nextFrame('ack');
-    expect(ack).toEqual({ type: 'ack', eventId: '7' });
-    await settle(150);
-    expect(h.receiver.calls).toHaveLength(1);
-    expect(h.receiver.calls[0]).toMatchObject({ namespace: 'apps', name: 'kasgate-app-main', resources: ['GitRepository/app-main'] });
-    expect(JSON.parse(h.receiver.calls[0]?.body ?? '{}')).toMatchObject({ eventId: '7', ref: 'refs/heads/main' });
-    expect(h.receiver.rejected).toEqual([]);
-
-    // A redelivery of the same event is not triggered again.
     conn.send(push('7', 'group/app', 'refs/heads/main'));
-    conn.send(push('8', 'group/infra', 'refs/heads/main'));
-    await waitFor(() => h.receiver.calls.length === 2);
+    await conn.nextFrame('ack');
+    conn.send(push('7', 'group/app', 'refs/heads/main'));
+    conn.send(push('8', 'group/infra', 'refs/heads/master'));
+    await waitFor(() => patched().length === 2);
     await settle(150);
-    expect(h.receiver.calls.map((c) => c.name)).toEqual(['kasgate-app-main', 'kasgate-infra']);
+    expect(patched()).toEqual(['GitRepository/apps/app-main', 'GitRepository/infra/infra']);
+    // The agent's own annotations come back through the watch; they change nothing it subscribes to.
+    expect(conn.framesOf('subscribe')).toHaveLength(1);
 
     const metrics = await agent.metrics.registry.metrics();
-    expect(metrics).toMatch(/kasgate_agent_pushes_received_total 2/);
-    expect(metrics).toMatch(/kasgate_agent_receivers_triggered_total 2/);
+    expect(metrics).toMatch(/kasgate_agent_events_received_total\{type="push"\} 2/);
+    expect(metrics).toMatch(/kasgate_agent_reconciles_requested_total\{kind="GitRepository",mode="annotate"\} 2/);
+    expect(metrics).toMatch(/kasgate_agent_managed_sources\{kind="GitRepository"\} 3/);
     expect(metrics).toMatch(/kasgate_agent_connected 1/);
   });
 
-  it('acks a push that matches nothing, and triggers nothing', async () => {
+  it('acks a push that matches nothing, and annotates nothing', async () => {
     addApps();
     await h.startAgent({ gatewayUrl: peer.url, agentToken: TOKEN });
     const conn = await peer.connection(0);
     await conn.nextFrame('subscribe');
     conn.send(push('3', 'group/app', 'refs/heads/feature'));
     expect(await conn.nextFrame('ack')).toEqual({ type: 'ack', eventId: '3' });
-    expect(h.receiver.calls).toEqual([]);
+    expect(h.kube.sourcePatches).toEqual([]);
   });
 
   it('sends one debounced subscribe when GitRepositories change, and drops deleted ones', async () => {
@@ -146,18 +164,21 @@ describe('agent', () => {
     expect((await conn.nextFrame('subscribe', 2)).projects).toEqual(['group/app', 'group/three', 'group/two']);
   });
 
-  it('triggers every managed Receiver once on resync', async () => {
+  it('on resync annotates every managed source of both kinds once', async () => {
     addApps();
+    h.kube.putOciRepository('apps', 'manifests', { url: 'oci://registry.example.com/group/app/manifests', ref: { digest: 'sha256:abc' } });
+    h.kube.putOciRepository('apps', 'ghcr', { url: 'oci://ghcr.io/group/app' });
     await h.startAgent({ gatewayUrl: peer.url, agentToken: TOKEN });
     const conn = await peer.connection(0);
     await conn.nextFrame('subscribe');
     conn.send({ type: 'resync', reason: 'cursor_expired' });
-    await waitFor(() => h.receiver.calls.length === 3, 5000, 'three Receiver calls');
+    await waitFor(() => patched().length === 4, 5000, 'four annotations');
     await settle(150);
-    expect(h.receiver.calls.map((c) => `${c.namespace}/${c.name}`).sort()).toEqual([
-      'apps/kasgate-app-dev',
-      'apps/kasgate-app-main',
-      'infra/kasgate-infra',
+    expect(patched().sort()).toEqual([
+      'GitRepository/apps/app-dev',
+      'GitRepository/apps/app-main',
+      'GitRepository/infra/infra',
+      'OCIRepository/apps/manifests',
     ]);
   });
 
@@ -177,12 +198,12 @@ describe('agent', () => {
       projects: ['group/app', 'group/infra'],
       resumeAfter: '42',
     });
-    // The gateway replays from its own cursor too: already-handled events are not triggered twice.
+    // The gateway replays from its own cursor too: already-handled events are not annotated twice.
     second.send(push('42', 'group/app', 'refs/heads/dev'));
     second.send(push('43', 'group/app', 'refs/heads/main'));
-    await waitFor(() => h.receiver.calls.length === 3);
+    await waitFor(() => patched().length === 3);
     await settle(150);
-    expect(h.receiver.calls.map((c) => c.name)).toEqual(['kasgate-app-main', 'kasgate-app-dev', 'kasgate-app-main']);
+    expect(patched()).toEqual(['GitRepository/apps/app-main', 'GitRepository/apps/app-dev', 'GitRepository/apps/app-main']);
   });
 
   it('reconnects at once when a replica shuts down (1012)', async () => {
@@ -214,30 +235,5 @@ describe('agent', () => {
     await expect(agent.done).rejects.toBeInstanceOf(TokenRevokedError);
     expect(peer.refused).toEqual([401]);
     expect(peer.connections).toHaveLength(0);
-  });
-
-  it('uses the receiver URL of the hello frame over its own setting', async () => {
-    addApps();
-    peer.helloConfig = { flux: { webhookReceiverUrl: h.receiver.url } };
-    await h.startAgent({ gatewayUrl: peer.url, agentToken: TOKEN, webhookReceiverUrl: 'http://127.0.0.1:9/nowhere' });
-    const conn = await peer.connection(0);
-    await conn.nextFrame('subscribe');
-    conn.send(push('1', 'group/infra', 'refs/heads/main'));
-    await waitFor(() => h.receiver.calls.length === 1);
-    expect(h.receiver.calls[0]?.name).toBe('kasgate-infra');
-  });
-
-  it('reaches the receiver through the API server service proxy, with the kube credentials', async () => {
-    addApps();
-    peer.helloConfig = { flux: { webhookReceiverUrl: '/api/v1/namespaces/flux-system/services/webhook-receiver:80/proxy' } };
-    await h.startAgent({ gatewayUrl: peer.url, agentToken: TOKEN, webhookReceiverUrl: 'http://127.0.0.1:9/nowhere' });
-    const conn = await peer.connection(0);
-    await conn.nextFrame('subscribe');
-    conn.send(push('1', 'group/app', 'refs/heads/dev'));
-    await waitFor(() => h.receiver.calls.length === 1, 5000, 'the proxied Receiver call');
-    expect(h.receiver.calls[0]?.name).toBe('kasgate-app-dev');
-    // The API server took the call (it answers 401 without the agent's credentials) and did not pass them on.
-    expect(h.kube.unauthorized).toEqual([]);
-    expect(h.receiver.calls[0]?.headers['authorization']).toBeUndefined();
   });
 });

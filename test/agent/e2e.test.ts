@@ -1,7 +1,8 @@
 /**
  * End to end: a real gateway (Postgres + Redis), the agent, the test API server and the test
- * Flux receiver. A GitLab push webhook must call the Receiver of exactly the GitRepository it
- * can affect, once, also for pushes made while the agent was cut off across a gateway restart.
+ * Flux receiver. A GitLab push webhook must make Flux reconcile exactly the GitRepository it can
+ * affect, once: by annotation (the default), also for pushes made while the agent was cut off
+ * across a gateway restart; and through its Receiver in receiver mode.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pushBody } from '../support/fixtures.js';
@@ -23,7 +24,7 @@ beforeEach(async () => {
   h = await createHarness();
   relay = await new TcpRelay({ host: '127.0.0.1', port: Number(new URL(gateway.url).port) }).start();
   h.kube.putGitRepository('apps', 'diaspora', { url: 'https://gitlab.example.com/mike/diaspora.git', ref: { branch: 'main' } });
-  h.kube.putGitRepository('apps', 'diaspora-dev', { url: 'git@gitlab.example.com:Mike/Diaspora.git', ref: { branch: 'dev' } });
+  h.kube.putGitRepository('apps', 'diaspora-dev', { url: 'ssh://git@gitlab.example.com/Mike/Diaspora.git', ref: { branch: 'dev' } });
 });
 
 afterEach(async () => {
@@ -65,11 +66,44 @@ async function waitDisconnected(agentId: string): Promise<void> {
 const eventIdsOf = (name: string): string[] =>
   h.receiver.callsTo('apps', name).map((c) => (JSON.parse(c.body) as { eventId: string }).eventId);
 
-describe('gateway + agent + Flux receiver', () => {
-  it('triggers exactly the Receiver of the GitRepository on the pushed branch, once', async () => {
+/** Successful annotations of each GitRepository, as `name` → count. */
+const annotations = (): Record<string, number> => {
+  const counts: Record<string, number> = {};
+  for (const p of h.kube.sourcePatches) if (p.failed === undefined) counts[p.name] = (counts[p.name] ?? 0) + 1;
+  return counts;
+};
+
+describe('gateway + agent + Flux', () => {
+  it('annotates exactly the GitRepository on the pushed branch, once (annotate mode, the default)', async () => {
+    const agent = await gateway.createAgent('e2e-annotate', PROJECT);
+    await h.startAgent({ gatewayUrl: gateway.url, agentToken: agent.token });
+    await waitSubscribed(agent.id);
+
+    await push('refs/heads/main', 1);
+    await waitFor(() => (annotations()['diaspora'] ?? 0) >= 1, 10_000, 'the annotation');
+    await settle(500);
+    expect(annotations()).toEqual({ diaspora: 1 });
+    expect(h.kube.requestedAt('GitRepository', 'apps', 'diaspora')).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$/);
+
+    // A branch no GitRepository follows annotates nothing; the other branch only its own.
+    await push('refs/heads/feature', 2);
+    await push('refs/heads/dev', 3);
+    await waitFor(() => (annotations()['diaspora-dev'] ?? 0) >= 1, 10_000, 'the dev annotation');
+    await settle(500);
+    expect(annotations()).toEqual({ diaspora: 1, 'diaspora-dev': 1 });
+    expect(h.kube.applies).toEqual([]);
+    expect(h.receiver.calls).toEqual([]);
+  });
+
+  it('calls exactly the Receiver of the GitRepository on the pushed branch, once (receiver mode)', async () => {
     const agent = await gateway.createAgent('e2e-cluster', PROJECT, { flux: { webhookReceiverUrl: h.receiver.url } });
     // The receiver URL in the agent's stored config (sent in hello) wins over the agent's own setting.
-    await h.startAgent({ gatewayUrl: gateway.url, agentToken: agent.token, webhookReceiverUrl: 'http://127.0.0.1:9/unused' });
+    await h.startAgent({
+      gatewayUrl: gateway.url,
+      agentToken: agent.token,
+      triggerMode: 'receiver',
+      webhookReceiverUrl: 'http://127.0.0.1:9/unused',
+    });
     await waitSubscribed(agent.id);
 
     const mainEvent = await push('refs/heads/main', 1);
@@ -93,32 +127,30 @@ describe('gateway + agent + Flux receiver', () => {
     const agent = await gateway.createAgent('e2e-resume', PROJECT);
     await h.startAgent({ gatewayUrl: relay.url, agentToken: agent.token, reconnect: { minMs: 100, maxMs: 300 } });
     await waitSubscribed(agent.id);
-    const first = await push('refs/heads/main', 10);
-    await waitFor(() => eventIdsOf(MAIN_RECEIVER).length === 1, 10_000, 'the first call');
+    await push('refs/heads/main', 10);
+    await waitFor(() => annotations()['diaspora'] === 1, 10_000, 'the first annotation');
 
     relay.block();
     await waitDisconnected(agent.id);
-    const whileCutOff = await push('refs/heads/main', 11);
+    await push('refs/heads/main', 11);
     await gateway.restart();
-    const afterRestart = await push('refs/heads/dev', 12);
+    await push('refs/heads/dev', 12);
     await settle(300);
     expect(relay.refusedWhileBlocked).toBeGreaterThan(0);
-    expect(h.receiver.calls).toHaveLength(1);
+    expect(annotations()).toEqual({ diaspora: 1 });
 
     relay.unblock();
-    await waitFor(() => h.receiver.calls.length >= 3, 10_000, 'the replayed calls');
+    await waitFor(() => annotations()['diaspora-dev'] === 1 && annotations()['diaspora'] === 2, 10_000, 'the replayed annotations');
     await settle(700);
-    expect(eventIdsOf(MAIN_RECEIVER)).toEqual([first, whileCutOff]);
-    expect(eventIdsOf(DEV_RECEIVER)).toEqual([afterRestart]);
+    expect(annotations()).toEqual({ diaspora: 2, 'diaspora-dev': 1 });
 
     // A restart with the agent connected: it reconnects by itself (1012) and stays live.
     await gateway.restart();
     await waitSubscribed(agent.id);
-    const live = await push('refs/heads/main', 13);
-    await waitFor(() => eventIdsOf(MAIN_RECEIVER).length === 3, 10_000, 'the call after the second restart');
+    await push('refs/heads/main', 13);
+    await waitFor(() => annotations()['diaspora'] === 3, 10_000, 'the annotation after the second restart');
     await settle(500);
-    expect(eventIdsOf(MAIN_RECEIVER)).toEqual([first, whileCutOff, live]);
-    expect(eventIdsOf(DEV_RECEIVER)).toEqual([afterRestart]);
-    expect(h.receiver.rejected).toEqual([]);
+    expect(annotations()).toEqual({ diaspora: 3, 'diaspora-dev': 1 });
+    expect(h.kube.sourcePatches.every((p) => p.failed === undefined)).toBe(true);
   });
 });

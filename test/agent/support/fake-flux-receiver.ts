@@ -1,9 +1,11 @@
 /**
  * A test Flux webhook receiver with notification-controller's semantics:
  * - a Receiver is found by its `status.webhookPath`, which Flux sets to
- *   `/hook/` + hex sha256(token + name + namespace) (404 when no Receiver has the path);
+ *   `/hook/` + hex sha256(token + name + namespace) when it reconciles the Receiver (404 when no
+ *   Receiver has the path);
  * - `generic-hmac` needs `X-Signature: <sha1|sha256|sha512>=<hex HMAC of the body keyed with the
- *   token>` (400 when missing or wrong, as Flux answers a failed validation);
+ *   token>`, the token read from the Receiver's Secret at the time of the request (400 when
+ *   missing or wrong, as Flux answers a failed validation);
  * - 200 when accepted.
  * Receivers and their Secrets are read from the test API server, as Flux reads them from the cluster.
  */
@@ -19,7 +21,7 @@ export function fluxWebhookPath(token: string, name: string, namespace: string):
 export interface ReceiverCall {
   namespace: string;
   name: string;
-  /** The GitRepositories the Receiver would annotate for reconciliation. */
+  /** The sources (`Kind/name`) the Receiver would annotate for reconciliation. */
   resources: string[];
   body: string;
   headers: http.IncomingHttpHeaders;
@@ -72,7 +74,7 @@ export class FakeFluxReceiver {
     if (!receiver) return reject(404);
     const { name, namespace } = receiver.metadata;
     const token = this.kube.secretToken(namespace, receiver['spec']?.secretRef?.name);
-    if (token === undefined || fluxWebhookPath(token, name, namespace) !== path) return reject(404);
+    if (token === undefined) return reject(400);
     if (receiver['spec']?.type !== 'generic-hmac') return reject(400);
     if (!validSignature(req.headers['x-signature'], body, token)) return reject(400);
     this.calls.push({

@@ -1,9 +1,11 @@
 /**
  * A test Kubernetes API server over plain HTTP: API discovery for core/v1 and the two Flux CRD
- * groups, GitRepository list + watch, server-side apply of Secrets and Receivers, Receiver GET,
- * and the service proxy (`/api/v1/namespaces/<ns>/services/<svc>/proxy/...`). It checks the
- * bearer token like a real API server, and emulates notification-controller setting a
- * Receiver's `status.webhookPath` (or lets the test set it).
+ * groups; GitRepository and OCIRepository list + watch, get, and JSON merge patch
+ * (`application/merge-patch+json`, RFC 7386, as `kubectl patch --type=merge` and
+ * `flux reconcile` send); server-side apply of Secrets and Receivers, Receiver GET, and the
+ * service proxy (`/api/v1/namespaces/<ns>/services/<svc>/proxy/...`). It checks the bearer
+ * token and (when given) RBAC like a real API server, and emulates notification-controller
+ * setting a Receiver's `status.webhookPath` (or lets the test set it).
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -26,9 +28,24 @@ export interface ApplyRecord {
   body: Obj;
 }
 
+export type SourceKind = 'GitRepository' | 'OCIRepository';
+
+const SOURCE_PLURALS: Record<string, SourceKind> = { gitrepositories: 'GitRepository', ocirepositories: 'OCIRepository' };
+
+export interface SourcePatch {
+  kind: SourceKind;
+  namespace: string;
+  name: string;
+  contentType: string;
+  fieldManager: string | null;
+  body: Record<string, any>;
+  /** The patch was refused by an injected failure. */
+  failed?: number | 'dropped';
+}
+
 export interface FakeKubeOptions {
   token?: string;
-  crds?: { gitRepositories?: boolean; receivers?: boolean };
+  crds?: { gitRepositories?: boolean; ociRepositories?: boolean; receivers?: boolean };
   /** Set `status.webhookPath` on applied Receivers as notification-controller would (default true). */
   fluxController?: boolean;
   /** Enforce these RBAC rules (403 otherwise); no enforcement when absent. */
@@ -37,26 +54,33 @@ export interface FakeKubeOptions {
 
 export class FakeKube {
   readonly token: string;
-  crds: { gitRepositories: boolean; receivers: boolean };
+  crds: { gitRepositories: boolean; ociRepositories: boolean; receivers: boolean };
   fluxController: boolean;
   readonly gitRepositories = new Map<string, Obj>();
+  readonly ociRepositories = new Map<string, Obj>();
+  /** Every PATCH of a source object, in arrival order (refused ones included, marked failed). */
+  readonly sourcePatches: SourcePatch[] = [];
+  /** Answers for the next source patches, in order, before handling them normally: a status, or 'drop' to cut the connection. */
+  readonly failSourcePatches: (number | 'drop')[] = [];
   readonly secrets = new Map<string, Obj>();
   readonly receivers = new Map<string, Obj>();
   readonly applies: ApplyRecord[] = [];
   readonly unauthorized: string[] = [];
   readonly forbidden: RequestAttributes[] = [];
   readonly rbac: PolicyRule[] | undefined;
+  /** Requests the service proxy forwarded. */
+  proxied = 0;
   /** Where the service proxy forwards: `namespace/service` → base URL. */
   readonly services = new Map<string, string>();
   private resourceVersion = 1;
   private readonly history: { rv: number; type: string; object: Obj }[] = [];
-  private readonly watchers = new Set<{ namespace: string | undefined; res: http.ServerResponse }>();
+  private readonly watchers = new Set<{ kind: SourceKind; namespace: string | undefined; res: http.ServerResponse }>();
   private server: http.Server | undefined;
   url = '';
 
   constructor(options: FakeKubeOptions = {}) {
     this.token = options.token ?? `kube-${randomUUID()}`;
-    this.crds = { gitRepositories: true, receivers: true, ...options.crds };
+    this.crds = { gitRepositories: true, ociRepositories: true, receivers: true, ...options.crds };
     this.fluxController = options.fluxController ?? true;
     this.rbac = options.rbac;
   }
@@ -92,29 +116,85 @@ export class FakeKube {
   }
 
   putGitRepository(namespace: string, name: string, spec: Record<string, unknown>): Obj {
+    return this.putSource('GitRepository', namespace, name, spec);
+  }
+
+  putOciRepository(namespace: string, name: string, spec: Record<string, unknown>): Obj {
+    return this.putSource('OCIRepository', namespace, name, spec);
+  }
+
+  deleteGitRepository(namespace: string, name: string): void {
+    this.deleteSource('GitRepository', namespace, name);
+  }
+
+  sourcesOf(kind: SourceKind): Map<string, Obj> {
+    return kind === 'GitRepository' ? this.gitRepositories : this.ociRepositories;
+  }
+
+  /** The `reconcile.fluxcd.io/requestedAt` annotation of a source, as Flux would read it. */
+  requestedAt(kind: SourceKind, namespace: string, name: string): string | undefined {
+    return this.sourcesOf(kind).get(`${namespace}/${name}`)?.metadata['annotations']?.['reconcile.fluxcd.io/requestedAt'];
+  }
+
+  /** Successful merge patches per source, as `Kind/namespace/name` → count. */
+  patchCounts(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const p of this.sourcePatches) {
+      if (p.failed !== undefined) continue;
+      const key = `${p.kind}/${p.namespace}/${p.name}`;
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+    return counts;
+  }
+
+  private putSource(kind: SourceKind, namespace: string, name: string, spec: Record<string, unknown>): Obj {
     const key = `${namespace}/${name}`;
-    const existing = this.gitRepositories.get(key);
+    const map = this.sourcesOf(kind);
+    const existing = map.get(key);
     const object: Obj = {
       apiVersion: 'source.toolkit.fluxcd.io/v1',
-      kind: 'GitRepository',
-      metadata: { name, namespace, uid: existing?.metadata.uid ?? randomUUID(), resourceVersion: String(++this.resourceVersion) },
+      kind,
+      metadata: {
+        ...existing?.metadata,
+        name,
+        namespace,
+        uid: existing?.metadata.uid ?? randomUUID(),
+        resourceVersion: String(++this.resourceVersion),
+      },
       spec: { interval: '10m', ...spec },
     };
-    this.gitRepositories.set(key, object);
+    map.set(key, object);
     this.emit(existing ? 'MODIFIED' : 'ADDED', object);
     return object;
   }
 
-  deleteGitRepository(namespace: string, name: string): void {
+  deleteSource(kind: SourceKind, namespace: string, name: string): void {
     const key = `${namespace}/${name}`;
-    const object = this.gitRepositories.get(key);
+    const map = this.sourcesOf(kind);
+    const object = map.get(key);
     if (!object) return;
-    this.gitRepositories.delete(key);
+    map.delete(key);
     // Owner-reference garbage collection, as the real cluster would do.
-    for (const map of [this.secrets, this.receivers]) {
-      for (const [k, o] of map) if (o.metadata.ownerReferences?.some((r: any) => r.uid === object.metadata.uid)) map.delete(k);
+    for (const owned of [this.secrets, this.receivers]) {
+      for (const [k, o] of owned) if (o.metadata.ownerReferences?.some((r: any) => r.uid === object.metadata.uid)) owned.delete(k);
     }
     this.emit('DELETED', { ...object, metadata: { ...object.metadata, resourceVersion: String(++this.resourceVersion) } });
+  }
+
+  /**
+   * Someone rotates a Receiver's token in its Secret. With `fluxNotices`, notification-controller
+   * reconciles the Receivers that use it and gives them the new path (as it does for a Secret it
+   * watches, or at its next interval); without, they keep the old path until then.
+   */
+  rotateSecretToken(namespace: string, name: string, token: string, fluxNotices: boolean): void {
+    const secret = this.secrets.get(`${namespace}/${name}`);
+    if (!secret) throw new Error(`no Secret ${namespace}/${name}`);
+    secret['data'] = { ...secret['data'], token: Buffer.from(token).toString('base64') };
+    secret.metadata['resourceVersion'] = String(++this.resourceVersion);
+    if (!fluxNotices) return;
+    for (const receiver of this.receivers.values()) {
+      if (receiver.metadata.namespace === namespace && receiver['spec']?.secretRef?.name === name) this.reconcileReceiver(receiver);
+    }
   }
 
   setReceiverWebhookPath(namespace: string, name: string, webhookPath: string | undefined): void {
@@ -133,6 +213,7 @@ export class FakeKube {
     const rv = Number(object.metadata.resourceVersion);
     this.history.push({ rv, type, object: structuredClone(object) });
     for (const w of this.watchers) {
+      if (w.kind !== object.kind) continue;
       if (w.namespace === undefined || w.namespace === object.metadata.namespace) w.res.write(`${JSON.stringify({ type, object })}\n`);
     }
   }
@@ -152,22 +233,37 @@ export class FakeKube {
       return send(res, 200, resourceList('v1', [['secrets', 'Secret'], ['services', 'Service']]));
     }
     if (req.method === 'GET' && path === SOURCE) {
-      if (!this.crds.gitRepositories) return send(res, 404, status(404, 'not found'));
-      return send(res, 200, resourceList('source.toolkit.fluxcd.io/v1', [['gitrepositories', 'GitRepository']]));
+      const resources: [string, string][] = [];
+      if (this.crds.gitRepositories) resources.push(['gitrepositories', 'GitRepository']);
+      if (this.crds.ociRepositories) resources.push(['ocirepositories', 'OCIRepository']);
+      if (resources.length === 0) return send(res, 404, status(404, 'not found'));
+      return send(res, 200, resourceList('source.toolkit.fluxcd.io/v1', resources));
     }
     if (req.method === 'GET' && path === NOTIFICATION) {
       if (!this.crds.receivers) return send(res, 404, status(404, 'not found'));
       return send(res, 200, resourceList('notification.toolkit.fluxcd.io/v1', [['receivers', 'Receiver']]));
     }
-    const gitRepos = new RegExp(`^${SOURCE}(?:/namespaces/([^/]+))?/gitrepositories$`).exec(path);
-    if (req.method === 'GET' && gitRepos && this.crds.gitRepositories) {
-      const namespace = gitRepos[1];
+    const sources = new RegExp(`^${SOURCE}(?:/namespaces/([^/]+))?/(gitrepositories|ocirepositories)(?:/([^/]+))?$`).exec(path);
+    const sourceKind = sources ? (SOURCE_PLURALS[sources[2] as string] as SourceKind) : undefined;
+    if (sources && sourceKind && this.served(sourceKind)) {
+      const [, namespace, , name] = sources;
+      const map = this.sourcesOf(sourceKind);
+      if (name !== undefined) {
+        if (namespace === undefined) return send(res, 404, status(404, `no route for ${req.method} ${path}`));
+        if (req.method === 'GET') {
+          const found = map.get(`${namespace}/${name}`);
+          return found ? send(res, 200, found) : send(res, 404, status(404, `${sources[2]} "${name}" not found`));
+        }
+        if (req.method === 'PATCH') return this.patchSource(req, res, body, url, sourceKind, namespace, name);
+        return send(res, 405, status(405, 'method not allowed'));
+      }
+      if (req.method !== 'GET') return send(res, 405, status(405, 'method not allowed'));
       const watch = url.searchParams.get('watch');
-      if (watch === 'true' || watch === '1') return this.watch(res, namespace, Number(url.searchParams.get('resourceVersion') ?? 0));
-      const items = [...this.gitRepositories.values()].filter((o) => namespace === undefined || o.metadata.namespace === namespace);
+      if (watch === 'true' || watch === '1') return this.watch(res, sourceKind, namespace, Number(url.searchParams.get('resourceVersion') ?? 0));
+      const items = [...map.values()].filter((o) => namespace === undefined || o.metadata.namespace === namespace);
       return send(res, 200, {
         apiVersion: 'source.toolkit.fluxcd.io/v1',
-        kind: 'GitRepositoryList',
+        kind: `${sourceKind}List`,
         metadata: { resourceVersion: String(this.resourceVersion) },
         items,
       });
@@ -181,17 +277,73 @@ export class FakeKube {
     send(res, 404, status(404, `no route for ${req.method} ${path}`));
   }
 
-  private watch(res: http.ServerResponse, namespace: string | undefined, after: number): void {
+  private served(kind: SourceKind): boolean {
+    return kind === 'GitRepository' ? this.crds.gitRepositories : this.crds.ociRepositories;
+  }
+
+  private watch(res: http.ServerResponse, kind: SourceKind, namespace: string | undefined, after: number): void {
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     res.flushHeaders(); // as the API server does: the client learns at once that the watch is open
     for (const event of this.history) {
+      if (event.object.kind !== kind) continue;
       if (event.rv > after && (namespace === undefined || event.object.metadata.namespace === namespace)) {
         res.write(`${JSON.stringify({ type: event.type, object: event.object })}\n`);
       }
     }
-    const watcher = { namespace, res };
+    const watcher = { kind, namespace, res };
     this.watchers.add(watcher);
     res.on('close', () => this.watchers.delete(watcher));
+  }
+
+  /** PATCH of a Flux source: only JSON merge patch, as a real API server takes for a custom resource besides JSON Patch and apply. */
+  private patchSource(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    body: Buffer,
+    url: URL,
+    kind: SourceKind,
+    namespace: string,
+    name: string,
+  ): void {
+    const contentType = String(req.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
+    let patch: Record<string, any>;
+    try {
+      patch = JSON.parse(body.toString('utf8')) as Record<string, any>;
+    } catch {
+      return send(res, 400, status(400, 'the body of the request is not valid JSON'));
+    }
+    const record: SourcePatch = { kind, namespace, name, contentType, fieldManager: url.searchParams.get('fieldManager'), body: patch };
+    this.sourcePatches.push(record);
+    const injected = this.failSourcePatches.shift();
+    if (injected === 'drop') {
+      record.failed = 'dropped';
+      req.socket.destroy();
+      return;
+    }
+    if (injected !== undefined) {
+      record.failed = injected;
+      const message = injected === 409 ? `Operation cannot be fulfilled on ${kind.toLowerCase()}s "${name}": the object has been modified` : 'injected failure';
+      return send(res, injected, status(injected, message));
+    }
+    if (contentType !== 'application/merge-patch+json') {
+      record.failed = 415;
+      return send(
+        res,
+        415,
+        status(415, 'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml'),
+      );
+    }
+    const map = this.sourcesOf(kind);
+    const existing = map.get(`${namespace}/${name}`);
+    if (!existing) {
+      record.failed = 404;
+      return send(res, 404, status(404, `${kind.toLowerCase()}s.source.toolkit.fluxcd.io "${name}" not found`));
+    }
+    const merged = mergePatch(existing, patch) as Obj;
+    merged.metadata = { ...merged.metadata, uid: existing.metadata.uid, name, namespace, resourceVersion: String(++this.resourceVersion) };
+    map.set(`${namespace}/${name}`, merged);
+    this.emit('MODIFIED', merged);
+    send(res, 200, merged);
   }
 
   private object(
@@ -266,6 +418,7 @@ export class FakeKube {
     const serviceName = (parts.length === 3 ? parts[1] : parts[0]) as string;
     const target = this.services.get(`${namespace}/${serviceName}`);
     if (!target) return send(res, 503, status(503, `no endpoints available for service "${serviceName}"`));
+    this.proxied++;
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) {
       if (typeof v === 'string' && !['authorization', 'host', 'connection'].includes(k)) headers[k] = v;
@@ -274,6 +427,18 @@ export class FakeKube {
     res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'text/plain' });
     res.end(Buffer.from(await answer.arrayBuffer()));
   }
+}
+
+/** RFC 7386 JSON merge patch: objects merge key by key, null removes, anything else replaces. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const result: Record<string, unknown> =
+    target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [key, value] of Object.entries(patch as Record<string, unknown>)) {
+    if (value === null) delete result[key];
+    else result[key] = mergePatch(result[key], value);
+  }
+  return result;
 }
 
 function resourceList(groupVersion: string, resources: [string, string][]) {

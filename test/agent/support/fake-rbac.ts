@@ -1,10 +1,13 @@
 /**
  * RBAC for the test API server: maps a request to (apiGroup, resource, verb) as the real API
- * server does, and checks it against the rules of a (Cluster)Role, such as deploy/rbac.yaml.
- * Discovery is open to every authenticated client (system:discovery), as in a real cluster.
+ * server does, and checks it against the rules of the (Cluster)Roles that a kustomization of
+ * deploy/agent installs. Discovery is open to every authenticated client (system:discovery), as
+ * in a real cluster.
  */
 import { readFile } from 'node:fs/promises';
-import { loadAllYaml } from '@kubernetes/client-node';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadAllYaml, loadYaml } from '@kubernetes/client-node';
 
 export interface PolicyRule {
   apiGroups?: string[];
@@ -30,6 +33,33 @@ export async function rulesFromManifests(...paths: string[]): Promise<PolicyRule
   }
   return rules;
 }
+
+/**
+ * The rules of every Role and ClusterRole a kustomization (or component) directory installs:
+ * its `resources` (files, or directories with a kustomization of their own) and `components`,
+ * followed as kustomize follows them, plus the extra `components` given (as an overlay would).
+ */
+export async function rulesFromKustomization(directory: string, components: string[] = []): Promise<PolicyRule[]> {
+  const files = await manifestFiles(directory);
+  for (const component of components) files.push(...(await manifestFiles(component)));
+  return rulesFromManifests(...files);
+}
+
+async function manifestFiles(directory: string): Promise<string[]> {
+  const kustomization = loadYaml<{ resources?: string[]; components?: string[] }>(
+    await readFile(join(directory, 'kustomization.yaml'), 'utf8'),
+  );
+  const files: string[] = [];
+  for (const entry of [...(kustomization.resources ?? []), ...(kustomization.components ?? [])]) {
+    const path = join(directory, entry);
+    if (/\.ya?ml$/.test(entry)) files.push(path);
+    else files.push(...(await manifestFiles(path)));
+  }
+  return files;
+}
+
+/** A path under the project's deploy/ directory. */
+export const deployPath = (relative: string): string => fileURLToPath(new URL(`../../../deploy/${relative}`, import.meta.url));
 
 /** Request → attributes; undefined for discovery, which needs no rule. */
 export function attributesOf(method: string, path: string, query: URLSearchParams): RequestAttributes | undefined {

@@ -1,7 +1,8 @@
 /**
  * The cluster side of an agent test: the test API server, the test Flux receiver (also reachable
  * through the API server's service proxy as flux-system/webhook-receiver), a kubeconfig file
- * for them, and agents started in-process with fast timings.
+ * for them, and agents started in-process with fast timings (annotate mode and the registry
+ * REGISTRY_HOST unless a test says otherwise).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import { FakeFluxReceiver } from './fake-flux-receiver.js';
 import { FakeKube, type FakeKubeOptions } from './fake-kube.js';
 
 export const GITLAB_URL = 'https://gitlab.example.com';
+export const REGISTRY_HOST = 'registry.example.com';
 
 export interface Harness {
   kube: FakeKube;
@@ -39,6 +41,8 @@ export async function createHarness(kubeOptions: FakeKubeOptions = {}): Promise<
     async startAgent(overrides) {
       const config: AgentConfig = {
         gitlabUrl: GITLAB_URL,
+        registryHost: REGISTRY_HOST,
+        triggerMode: 'annotate',
         watchNamespaces: [],
         webhookReceiverUrl: receiver.url,
         kubeconfig: kubeconfigPath,
