@@ -127,8 +127,9 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       presence = createInProcessPresence(presenceTtlMs);
     }
     closers.push(() => bus.close());
+    // The cluster-state module replaces noClusterState here; the feed reads it through the context.
     const cluster: ClusterView = noClusterState;
-    const live = createLiveFeed({ bus, presence, queries: createStatusQueries(pool), cluster, log });
+    const live = createLiveFeed({ bus, presence, queries: createStatusQueries(pool), cluster: () => context.cluster, log });
     closers.push(async () => live.close());
     presence = live.observePresence(presence);
 
@@ -176,7 +177,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     const retention = startRetention(pool, config.eventRetentionMs, log);
     closers.push(() => retention.stop());
 
-    return {
+    const context: AppContext = {
       config,
       log,
       metrics,
@@ -213,6 +214,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       },
       close,
     };
+    return context;
   } catch (err) {
     await close();
     throw err;

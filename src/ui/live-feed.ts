@@ -62,7 +62,8 @@ export interface LiveFeedDeps {
   bus: Bus;
   presence: Presence;
   queries: Pick<StatusQueries, 'deliveredCounts' | 'event'>;
-  cluster: ClusterView;
+  /** Read at each use: the composition root may swap it (the cluster-state module, or a test). */
+  cluster: () => ClusterView;
   log: Logger;
 }
 
@@ -143,7 +144,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
 
   function rowOf(entry: EventEntry): string {
     const view: EventView = { ...entry.event, deliveredCount: entry.deliveredCount };
-    entry.row ??= eventRow(view, { enabled: deps.cluster.enabled, deployments: entry.deployments }).value;
+    entry.row ??= eventRow(view, { enabled: deps.cluster().enabled, deployments: entry.deployments }).value;
     return entry.row;
   }
 
@@ -341,9 +342,9 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     deploymentTimer = undefined;
     const ids = [...pendingDeployments];
     pendingDeployments.clear();
-    if (!deps.cluster.enabled || ids.length === 0) return;
+    if (!deps.cluster().enabled || ids.length === 0) return;
     try {
-      const byEvent = await deps.cluster.deploymentsOf(ids);
+      const byEvent = await deps.cluster().deploymentsOf(ids);
       for (const id of ids) {
         const deployments = byEvent.get(id) ?? [];
         const entry = eventIndex.get(id);
@@ -379,10 +380,10 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     const event = await deps.queries.event(id);
     if (!event) return undefined;
     const [deliveries, current] = await Promise.all([
-      deps.cluster.deliveriesOf(id),
-      deployments ?? deps.cluster.deploymentsOf([id]).then((m) => m.get(id) ?? []),
+      deps.cluster().deliveriesOf(id),
+      deployments ?? deps.cluster().deploymentsOf([id]).then((m) => m.get(id) ?? []),
     ]);
-    return frame('event-live', { id, html: eventTimeline(event, deliveries, current, deps.cluster.enabled).value });
+    return frame('event-live', { id, html: eventTimeline(event, deliveries, current, deps.cluster().enabled).value });
   }
 
   // --- the bus ------------------------------------------------------------------------------

@@ -247,7 +247,8 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const { token, next } = request.body;
       const status = await signInLimit(request, { increment: false });
-      if (!status.isAllowed && status.isExceeded) {
+      // At most authFailuresPerMinute failed attempts: once they are used up, not even the right token is looked at.
+      if (!status.isAllowed && status.remaining === 0) {
         const seconds = Math.max(1, status.ttlInSeconds);
         void reply.header('retry-after', String(seconds));
         return loginPage(reply, 429, { next, error: `Too many failed sign-ins from your address. Try again in ${seconds} s.` });

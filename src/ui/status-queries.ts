@@ -50,7 +50,19 @@ function pageOf<T>(rows: T[], limit: number, backwards: boolean, hadCursor: bool
   return { items, hasPrevious: hadCursor, hasNext: more };
 }
 
+/** Up to this many matching paths are read one by one through their index. */
+const FEW_PATHS = 20;
+
 export function createStatusQueries(pool: pg.Pool) {
+  /** Lower-cased project paths containing `search`, at most FEW_PATHS + 1 of them. */
+  async function matchingPaths(search: string): Promise<string[]> {
+    const { rows } = await pool.query<{ path: string }>(
+      `SELECT DISTINCT lower(path) AS path FROM projects WHERE strpos(lower(path), lower($1)) > 0 LIMIT ${FEW_PATHS + 1}`,
+      [search],
+    );
+    return rows.map((r) => r.path);
+  }
+
   return {
     /** Agents by name; `search` matches any part of the name. */
     async agents(search: string | undefined, cursor: AgentCursor, limit: number): Promise<Page<AgentSummary>> {
@@ -82,18 +94,43 @@ export function createStatusQueries(pool: pg.Pool) {
       return Number(rows[0]?.n ?? 0);
     },
 
-    /** Events newest first; `search` matches any part of the project path. */
+    /**
+     * Events newest first; `search` matches any part of the project path. The paths that match are
+     * looked up among the projects first (one row per project): none, and the answer is at once
+     * empty; a few, and each is read through the (path, id) index; many, and the matches are
+     * dense enough for the newest-first scan to find a page quickly.
+     */
     async events(search: string | undefined, cursor: EventCursor, limit: number): Promise<Page<EventSummary>> {
       const backwards = cursor.after !== undefined && cursor.before === undefined;
       const bound = backwards ? cursor.after : cursor.before;
-      const { rows } = await pool.query<EventRow>(
-        `SELECT * FROM push_events
-         WHERE ($1::text IS NULL OR strpos(lower(project_path), lower($1)) > 0)
-           AND ($2::bigint IS NULL OR id ${backwards ? '>' : '<'} $2::bigint)
-         ORDER BY id ${backwards ? 'ASC' : 'DESC'}
-         LIMIT $3`,
-        [search ?? null, bound === undefined ? null : clampId(bound), limit + 1],
-      );
+      const boundParam = bound === undefined ? null : clampId(bound);
+      const order = backwards ? 'ASC' : 'DESC';
+      const beyond = backwards ? '>' : '<';
+      let rows: EventRow[];
+      const paths = search === undefined ? undefined : await matchingPaths(search);
+      if (paths !== undefined && paths.length === 0) {
+        rows = [];
+      } else if (paths !== undefined && paths.length <= FEW_PATHS) {
+        ({ rows } = await pool.query<EventRow>(
+          `SELECT e.* FROM unnest($1::text[]) AS c(path)
+           CROSS JOIN LATERAL (
+             SELECT * FROM push_events
+             WHERE lower(project_path) = c.path AND ($2::bigint IS NULL OR id ${beyond} $2::bigint)
+             ORDER BY id ${order} LIMIT $3
+           ) e
+           ORDER BY e.id ${order} LIMIT $3`,
+          [paths, boundParam, limit + 1],
+        ));
+      } else {
+        ({ rows } = await pool.query<EventRow>(
+          `SELECT * FROM push_events
+           WHERE ($1::text IS NULL OR strpos(lower(project_path), lower($1)) > 0)
+             AND ($2::bigint IS NULL OR id ${beyond} $2::bigint)
+           ORDER BY id ${order}
+           LIMIT $3`,
+          [search ?? null, boundParam, limit + 1],
+        ));
+      }
       return pageOf(rows.map(toEventSummary), limit, backwards, cursor.before !== undefined);
     },
 

@@ -125,6 +125,38 @@ describe('one gateway', () => {
     expect(await page.locator('#agent-live').textContent()).toContain('No live connection');
   });
 
+  test('a fuller overview: several agents and pushes arrive live (the README screenshot)', async () => {
+    await page.goto(`${gw.url}/ui`);
+    const others = [];
+    for (const name of ['edge-lab', 'infra-eu', 'staging']) others.push({ name, ...(await gw.createAgent(name, `platform/${name}`)) });
+    await page.reload();
+    await expect.poll(() => page.locator('#live-indicator').textContent()).toContain('Live updates: on');
+    const live: TestAgent[] = [];
+    for (const other of others.slice(1)) {
+      const connected = await connectAgent(gw.wsUrl, other.token);
+      await connected.subscribe([`platform/${other.name}`, 'platform/shared-charts']);
+      live.push(connected);
+    }
+    const pushes = [
+      pushBody({ path: 'platform/infra-eu', projectId: nextProjectId(), after: '3f9c2e1d7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e' }),
+      pushBody({ path: 'platform/shared-charts', projectId: nextProjectId(), after: '77aa01bc2de3f45a6b7c8d9e0f1a2b3c4d5e6f70', ref: 'refs/heads/release' }),
+      pushBody({ path: 'platform/staging', projectId: nextProjectId(), after: 'c0ffee00112233445566778899aabbccddeeff00' }),
+    ];
+    for (const body of pushes) expect((await gw.postWebhook(body)).status).toBe(202);
+    await expect.poll(() => page.locator('#events-rows tr[data-event-id]').count(), { timeout: 2000 }).toBe(4);
+    await expect.poll(() => page.locator('#agents-table tr.is-connected').count(), { timeout: 2000 }).toBe(2);
+    expect(await page.locator('#connected-count').textContent()).toBe('2');
+    await expect.poll(() => page.locator('#events-rows [data-cell="delivered"]').allTextContents(), { timeout: 5000 }).toEqual([
+      '1 connection',
+      '2 connections',
+      '1 connection',
+      '1 connection',
+    ]);
+    await page.waitForTimeout(2600); // the arrival highlight fades
+    await browser.screenshot(page, 'status-page');
+    for (const connected of live) await connected.close();
+  });
+
   test('at 375 px wide every page is usable without scrolling the page sideways', async () => {
     const narrow = await browser.newPage({ width: 375, height: 812 });
     for (const path of ['/ui', `/ui/agents/${agentId}`, '/ui/events/1', '/ui/login']) {

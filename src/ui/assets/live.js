@@ -61,6 +61,8 @@
     const wasConnected = row.classList.contains('is-connected');
     row.replaceWith(fresh);
     refreshTimes(fresh);
+    const count = document.getElementById('connected-count');
+    if (count) count.textContent = String(document.querySelectorAll('#agents-table tr.is-connected').length);
     if (wasConnected !== fresh.classList.contains('is-connected')) announce(data.announce);
   }
 

@@ -41,7 +41,7 @@ ${v.presenceUnavailable ? html`<p class="alert" role="alert">Presence (Redis) is
 <div class="block-head">
 <h2 id="agents-h">Agents</h2>
 <p class="count">${q.agent ? `${plural(v.agents.total, 'agent')} match` : plural(v.agents.total, 'agent')}${
-    v.agents.rows.length ? html` · <strong>${connected}</strong> of the ${v.agents.rows.length} shown connected` : ''
+    v.agents.rows.length ? html` · <strong id="connected-count">${connected}</strong> of the ${v.agents.rows.length} shown connected` : ''
   }</p>
 </div>
 ${searchBox({ id: 'agent-search', name: 'agent', label: 'Search agents by name', value: q.agent, keep: agentsKeep, clearHref: overviewHref(agentsKeep) })}
