@@ -212,7 +212,7 @@ describe('one gateway behind a proxy', () => {
     const events = await (await fetchWithJar(jar, `${gw.url}/ui?project=bulk-group/project-7`)).text();
     const ids = rowsOf(events, 'data-event-id');
     expect(ids).toHaveLength(50);
-    expect(ids.map(Number)).toEqual([...ids.map(Number)].sort((a, b) => b - a));
+    expect(ids.map(Number)).toEqual(ids.map(Number).toSorted((a, b) => b - a));
     expect(events.match(/bulk-group\/project-7\d*</g)).toHaveLength(50);
     const older = /href="([^"]+)" rel="next">Older events/.exec(events)![1]!.replaceAll('&amp;', '&');
     const olderPage = rowsOf(await (await fetchWithJar(jar, `${gw.url}${older}`)).text(), 'data-event-id');
