@@ -152,7 +152,6 @@ describe('one gateway', () => {
       '1 connection',
       '1 connection',
     ]);
-    await page.waitForTimeout(2600); // the arrival highlight fades
     await browser.screenshot(page, 'status-page');
     for (const connected of live) await connected.close();
   });

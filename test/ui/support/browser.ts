@@ -56,7 +56,8 @@ export function useBrowser(): TestBrowser {
     async screenshot(page, name) {
       await mkdir(SCREENSHOTS, { recursive: true });
       const path = join(SCREENSHOTS, `${name}.png`);
-      await page.screenshot({ path, fullPage: true });
+      // Finite animations (a new row's highlight) are shown finished.
+      await page.screenshot({ path, fullPage: true, animations: 'disabled' });
       return path;
     },
   };
