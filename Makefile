@@ -5,7 +5,7 @@ node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch node_modules
 
-dist: node_modules $(shell find src -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json
+dist: node_modules $(shell find src -name '*.ts' 2>/dev/null) $(wildcard src/ui/assets/*) tsconfig.json tsconfig.build.json
 	npm run build
 	@touch dist
 

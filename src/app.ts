@@ -4,6 +4,7 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
 import websocket from '@fastify/websocket';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -23,6 +24,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { agentSocketRoutes } from './routes/agent-socket.js';
 import { adminRoutes } from './routes/admin/index.js';
+import { uiRoutes } from './ui/routes.js';
 
 export const API_VERSION = '0.1.0';
 
@@ -48,6 +50,20 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandling(app);
+
+  // Browsers open sockets before they need them (preconnect). Node does not count a socket that
+  // never carried a request as idle, so it would hold a shutdown for headersTimeout (60 s).
+  const unused = new Set<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    unused.add(socket);
+    socket.once('close', () => unused.delete(socket));
+  });
+  app.addHook('onRequest', async (request) => {
+    unused.delete(request.raw.socket);
+  });
+  app.addHook('preClose', async () => {
+    for (const socket of unused) socket.destroy();
+  });
 
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
@@ -109,5 +125,6 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(webhookRoutes);
   await app.register(agentSocketRoutes);
   await app.register(adminRoutes, { prefix: '/api/v1' });
+  await app.register(uiRoutes, { prefix: '/ui' });
   return app;
 }

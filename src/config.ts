@@ -118,6 +118,7 @@ const EnvSchema = z.object({
   }),
   KASGATE_MAX_STATUS_OBJECTS: int(5000, 1, 1_000_000),
   KASGATE_DEPLOYMENT_TIMEOUT: duration('30m'),
+  KASGATE_UI_SESSION_TTL: duration('8h'),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .optional()
@@ -165,6 +166,8 @@ export interface Config {
   encryptionKey: Buffer | undefined;
   maxStatusObjects: number;
   deploymentTimeoutMs: number;
+  /** How long a status page sign-in lasts. */
+  uiSessionTtlMs: number;
   logLevel: string;
 }
 
@@ -240,6 +243,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     encryptionKey: e.KASGATE_ENCRYPTION_KEY === undefined ? undefined : encryptionKeyBytes(e.KASGATE_ENCRYPTION_KEY),
     maxStatusObjects: e.KASGATE_MAX_STATUS_OBJECTS,
     deploymentTimeoutMs: e.KASGATE_DEPLOYMENT_TIMEOUT,
+    uiSessionTtlMs: e.KASGATE_UI_SESSION_TTL,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -26,6 +26,9 @@ import { createRedisPresence } from './fanout/redis-presence.js';
 import { createHub, type Hub } from './fanout/hub.js';
 import { startDispatcher, type Dispatcher } from './fanout/dispatcher.js';
 import { applyControl } from './fanout/control.js';
+import { createLiveFeed, type LiveFeed } from './ui/live-feed.js';
+import { noClusterState, type ClusterView } from './ui/cluster-view.js';
+import { createStatusQueries } from './ui/status-queries.js';
 
 export interface AppContext {
   config: Config;
@@ -44,6 +47,10 @@ export interface AppContext {
   presence: Presence;
   hub: Hub;
   dispatcher: Dispatcher;
+  /** The status page's live feed (one per replica). */
+  live: LiveFeed;
+  /** Cluster state as the status page reads it; empty until the cluster-state module is wired in. */
+  cluster: ClusterView;
   retention: ReturnType<typeof startRetention>;
   /** Per dependency: 'ok' or what is wrong. */
   readiness(): Promise<Record<string, string>>;
@@ -120,6 +127,11 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       presence = createInProcessPresence(presenceTtlMs);
     }
     closers.push(() => bus.close());
+    // The cluster-state module replaces noClusterState here; the feed reads it through the context.
+    const cluster: ClusterView = noClusterState;
+    const live = createLiveFeed({ bus, presence, queries: createStatusQueries(pool), cluster: () => context.cluster, log });
+    closers.push(async () => live.close());
+    presence = live.observePresence(presence);
 
     const metrics = createMetrics();
     // Assigned below: the event log and the dispatcher need each other.
@@ -154,17 +166,18 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
 
     const hub = createHub({ events, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
     closers.push(async () => hub.stop());
-    dispatcher = await startDispatcher({ events, hub, bus, metrics, log, sweepSeconds: config.sweepSeconds });
+    dispatcher = await startDispatcher({ events, hub: live.dispatchingTo(hub), bus, metrics, log, sweepSeconds: config.sweepSeconds });
+    live.startAfter(dispatcher.highestDispatched);
     closers.push(() => dispatcher.stop());
     bus.onMessage((message) => {
-      if (message.type !== 'events') applyControl(hub, message, log);
+      if (message.type === 'revoke' || message.type === 'agent_changed') applyControl(hub, message, log);
     });
     // Control messages may have been lost while the bus was away: re-check access and tokens now.
     bus.onReconnect(() => void hub.reconcile());
     const retention = startRetention(pool, config.eventRetentionMs, log);
     closers.push(() => retention.stop());
 
-    return {
+    const context: AppContext = {
       config,
       log,
       metrics,
@@ -181,6 +194,8 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       presence,
       hub,
       dispatcher,
+      live,
+      cluster,
       retention,
       async readiness() {
         const check = async (probe: () => Promise<unknown>) => {
@@ -199,6 +214,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       },
       close,
     };
+    return context;
   } catch (err) {
     await close();
     throw err;

@@ -10,7 +10,11 @@ export type BusMessage =
   /** Close the agent's sockets with 4401: all of them, or only those on one token. */
   | { type: 'revoke'; agentId: string; tokenId?: string }
   /** The agent's grants or config project changed: recompute its access. */
-  | { type: 'agent_changed'; agentId: string };
+  | { type: 'agent_changed'; agentId: string }
+  /** For the status page's live feed (src/ui/live-feed.ts): an agent's connections changed somewhere. */
+  | { type: 'live'; topic: 'agent'; agentId: string; agentName: string; connectedAt: string }
+  /** For the status page's live feed: deliveries or deployments of these events changed. */
+  | { type: 'live'; topic: 'deployments'; eventIds: string[] };
 
 export interface Bus {
   /** Resolves once handed to the transport; rejects when it is down (the sweep catches up). */

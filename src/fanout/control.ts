@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Bus, BusMessage } from './bus.js';
 import type { Hub } from './hub.js';
 
-export type ControlMessage = Exclude<BusMessage, { type: 'events' }>;
+export type ControlMessage = Extract<BusMessage, { type: 'revoke' | 'agent_changed' }>;
 
 export function applyControl(hub: Hub, message: ControlMessage, log: Logger): void {
   if (message.type === 'revoke') {

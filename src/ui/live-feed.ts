@@ -1,0 +1,563 @@
+/**
+ * The status page's live feed: one per replica, fanned out to every browser on it over
+ * server-sent events. It is fed by what the gateway already knows, never by polling per browser:
+ *
+ * - events: the dispatcher hands every event to this replica's hub exactly once, in id order
+ *   (gaps caught up from Postgres); the feed sits beside the hub (`dispatchingTo`). Delivery
+ *   counts are stored by every replica once a second, so the feed reads the counts of the events
+ *   it has just shown, once per replica, 1.5 s and 5 s after they came.
+ * - connections: presence changes made on this replica (register, subscribe, remove) are rung on
+ *   the bus, one small message per change, so every replica hears of every change once, whatever
+ *   the number of browsers; each then reads that agent's presence once and renders its row once.
+ *   A replica that dies removes nothing: its records expire. While browsers watch, the feed
+ *   compares a full presence listing every 30 s (Redis only) to catch those.
+ * - deployments: the cluster-state module calls `deploymentsChanged(eventIds)`, which is rung on
+ *   the bus the same way.
+ *
+ * A browser that reconnects (EventSource sends Last-Event-ID) gets what it missed from a bounded
+ * memory of recent events and changes; one that missed more than that is told to reload.
+ */
+import type { Logger } from 'pino';
+import type { StoredEvent } from '../events/push-event.js';
+import type { Bus, BusMessage } from '../fanout/bus.js';
+import type { Hub } from '../fanout/hub.js';
+import type { ConnectionRecord, Presence } from '../fanout/presence.js';
+import type { ClusterView, DeploymentView } from './cluster-view.js';
+import type { StatusQueries } from './status-queries.js';
+import { agentLive, agentRow, type AgentStateView } from './templates/agents.js';
+import { deliveredText, deploymentsCell, eventRow, eventTimeline, latencyCell, type EventView } from './templates/events.js';
+import { plural } from './format.js';
+
+type LiveBusMessage = Extract<BusMessage, { type: 'live' }>;
+type AgentChange = Extract<LiveBusMessage, { topic: 'agent' }>;
+
+/** What a browser's page shows, so that it is sent only what it can use. */
+export type LiveView =
+  | { view: 'overview'; newEvents: boolean; search?: string; agentIds: Set<string> }
+  | { view: 'agent'; agentId: string }
+  | { view: 'event'; eventId: string };
+
+export interface LiveFrame {
+  id: string;
+  event: string;
+  /** JSON, serialized once for every browser it goes to. */
+  data: string;
+}
+
+export interface LiveClient {
+  view: LiveView;
+  sessionId: string;
+  /** When the session ends on its own (ms since the epoch). */
+  expiresAt: number;
+  /** Whether the session still exists (it may have been signed out on another replica). */
+  sessionAlive(): Promise<boolean>;
+  /** False once the browser is gone. */
+  send(frame: LiveFrame): boolean;
+  /** Bytes written but not yet taken by the browser. */
+  backlog(): number;
+  close(): void;
+}
+
+export interface LiveFeedDeps {
+  bus: Bus;
+  presence: Presence;
+  queries: Pick<StatusQueries, 'deliveredCounts' | 'event'>;
+  /** Read at each use: the composition root may swap it (the cluster-state module, or a test). */
+  cluster: () => ClusterView;
+  log: Logger;
+}
+
+const EVENTS_KEPT = 1000;
+const CHANGES_KEPT = 5000;
+/** A page's render time and its browser's first connection can be this far apart, and clocks too. */
+const REPLAY_MARGIN_MS = 5000;
+const COUNT_CHECKS_MS = [1500, 5000];
+const COALESCE_MS = 100;
+const TICK_MS = 25_000;
+const SWEEP_MS = 30_000;
+const SESSION_CHECK_MS = 30_000;
+/** A browser that lets this much pile up is not reading: it is dropped (it reconnects and catches up). */
+const MAX_BACKLOG_BYTES = 1 << 20;
+
+interface EventEntry {
+  event: StoredEvent;
+  deliveredCount: number;
+  deployments?: DeploymentView[];
+  row?: string;
+}
+
+interface ChangeEntry {
+  at: number;
+  key: string;
+  /** Rendered when first needed: nobody may be watching when it happens. */
+  frames?: { overview?: LiveFrame; agent?: LiveFrame; event?: LiveFrame };
+  change: AgentChange | { topic: 'deployments'; eventId: string };
+}
+
+const json = (value: unknown) => JSON.stringify(value);
+
+export function createLiveFeed(deps: LiveFeedDeps) {
+  const { log } = deps;
+  const clients = new Set<LiveClient>();
+  const events: EventEntry[] = [];
+  const eventIndex = new Map<string, EventEntry>();
+  /** Every event above this id has been seen by the feed (and those kept are in `events`). */
+  let coveredAfter = 0n;
+  let highest = 0n;
+  const changes = new Map<string, ChangeEntry>();
+  /** A browser whose page is older than this may have missed changes this feed no longer holds (or never saw). */
+  let changesCoveredFrom = Date.now();
+  const lastConnected = new Map<string, string>();
+  let closed = false;
+
+  /** Browsers still being sent what they missed: live frames wait behind that, so older never overwrites newer. */
+  const joining = new Map<LiveClient, LiveFrame[]>();
+
+  const position = () => `${highest}-${Date.now()}`;
+  const frame = (event: string, data: unknown): LiveFrame => ({ id: '', event, data: json(data) });
+
+  /** Each frame carries the feed's position when sent: the browser's Last-Event-ID on reconnect. */
+  function deliver(client: LiveClient, f: LiveFrame): void {
+    const queue = joining.get(client);
+    if (queue) queue.push(f);
+    else write(client, f);
+  }
+  function write(client: LiveClient, f: LiveFrame): void {
+    if (client.backlog() > MAX_BACKLOG_BYTES || !client.send({ ...f, id: position() })) drop(client);
+  }
+  function drop(client: LiveClient): void {
+    joining.delete(client);
+    if (!clients.delete(client)) return;
+    client.close();
+  }
+  function broadcast(pick: (client: LiveClient) => LiveFrame | undefined): void {
+    for (const client of clients) {
+      const f = pick(client);
+      if (f) deliver(client, f);
+    }
+  }
+
+  // --- events -------------------------------------------------------------------------------
+
+  const matches = (view: LiveView, e: StoredEvent) =>
+    view.view === 'overview' && view.newEvents && (!view.search || e.projectPath.toLowerCase().includes(view.search.toLowerCase()));
+
+  function rowOf(entry: EventEntry): string {
+    const view: EventView = { ...entry.event, deliveredCount: entry.deliveredCount };
+    entry.row ??= eventRow(view, { enabled: deps.cluster().enabled, deployments: entry.deployments }).value;
+    return entry.row;
+  }
+
+  function eventDispatched(event: StoredEvent): void {
+    const id = BigInt(event.id);
+    if (id <= highest) return;
+    highest = id;
+    const entry: EventEntry = { event, deliveredCount: 0 };
+    events.push(entry);
+    eventIndex.set(event.id, entry);
+    while (events.length > EVENTS_KEPT) {
+      const gone = events.shift()!;
+      eventIndex.delete(gone.event.id);
+      coveredAfter = BigInt(gone.event.id);
+    }
+    if (clients.size === 0) return;
+    const f = frame('event-row', { id: event.id, html: rowOf(entry), announce: `New ${event.kind.replace('_', ' ')} to ${event.projectPath}` });
+    broadcast((c) => (matches(c.view, event) ? f : undefined));
+    checkCountsLater([event.id]);
+  }
+
+  const countChecks = new Map<string, number[]>();
+  let countTimer: NodeJS.Timeout | undefined;
+  function checkCountsLater(ids: string[]): void {
+    const now = Date.now();
+    for (const id of ids) countChecks.set(id, COUNT_CHECKS_MS.map((d) => now + d));
+    countTimer ??= setInterval(() => void checkCounts(), 500);
+    countTimer.unref();
+  }
+  async function checkCounts(): Promise<void> {
+    const now = Date.now();
+    const due: string[] = [];
+    for (const [id, times] of countChecks) {
+      if (times[0]! > now) continue;
+      due.push(id);
+      times.shift();
+      if (times.length === 0) countChecks.delete(id);
+    }
+    if (countChecks.size === 0 && countTimer) {
+      clearInterval(countTimer);
+      countTimer = undefined;
+    }
+    if (due.length === 0 || clients.size === 0) return;
+    let counts: Map<string, number>;
+    try {
+      counts = await deps.queries.deliveredCounts(due);
+    } catch (err) {
+      log.debug({ err: (err as Error).message }, 'status page: could not read delivery counts; the next check tries again');
+      return;
+    }
+    for (const [id, count] of counts) {
+      const entry = eventIndex.get(id);
+      if (entry) {
+        if (entry.deliveredCount === count) continue;
+        entry.deliveredCount = count;
+        entry.row = undefined;
+      }
+      const f = frame('delivered', { id, count, text: deliveredText(count), long: longDelivered(count) });
+      broadcast((c) => (c.view.view === 'overview' || (c.view.view === 'event' && c.view.eventId === id) ? f : undefined));
+    }
+  }
+  const longDelivered = (n: number) =>
+    n === 0 ? 'No agent connection has received it yet.' : `Written to ${plural(n, 'agent connection')} (replays included).`;
+
+  // --- agents -------------------------------------------------------------------------------
+
+  function remember(key: string, entry: ChangeEntry): void {
+    changes.delete(key);
+    changes.set(key, entry);
+    while (changes.size > CHANGES_KEPT) {
+      const [oldestKey, oldest] = changes.entries().next().value!;
+      changes.delete(oldestKey);
+      changesCoveredFrom = oldest.at + REPLAY_MARGIN_MS;
+    }
+  }
+
+  async function agentView(change: AgentChange): Promise<AgentStateView> {
+    const connections = await deps.presence.listForAgent(change.agentId);
+    const latest = [change.connectedAt, lastConnected.get(change.agentId), ...connections.map((c) => c.connectedAt)]
+      .filter((t): t is string => !!t)
+      .sort()
+      .at(-1);
+    if (latest) lastConnected.set(change.agentId, latest);
+    return { id: change.agentId, name: connections[0]?.agentName ?? change.agentName, connections, lastConnectedAt: latest ?? null };
+  }
+
+  async function renderAgent(entry: ChangeEntry & { change: AgentChange }): Promise<NonNullable<ChangeEntry['frames']>> {
+    if (entry.frames) return entry.frames;
+    const view = await agentView(entry.change);
+    const connected = view.connections.length > 0;
+    entry.frames = {
+      overview: frame('agent-row', {
+        id: view.id,
+        html: agentRow(view).value,
+        announce: `Agent ${view.name} ${connected ? 'connected' : 'disconnected'}`,
+      }),
+      agent: frame('agent-live', { id: view.id, html: agentLive(view).value, announce: `${connected ? 'Connected' : 'Disconnected'}` }),
+    };
+    return entry.frames;
+  }
+
+  const pendingAgents = new Map<string, AgentChange>();
+  let agentTimer: NodeJS.Timeout | undefined;
+  function agentChanged(change: AgentChange): void {
+    pendingAgents.set(change.agentId, change);
+    agentTimer ??= setTimeout(() => void flushAgents(), COALESCE_MS);
+  }
+  async function flushAgents(): Promise<void> {
+    agentTimer = undefined;
+    const batch = [...pendingAgents.values()];
+    pendingAgents.clear();
+    for (const change of batch) {
+      const key = `agent:${change.agentId}`;
+      const entry: ChangeEntry & { change: AgentChange } = { at: Date.now(), key, change };
+      remember(key, entry);
+      if (!wantsAgent(change.agentId)) continue;
+      try {
+        const frames = await renderAgent(entry);
+        broadcast((c) => agentFrameFor(c.view, change.agentId, frames));
+      } catch (err) {
+        entry.frames = undefined;
+        log.debug({ err: (err as Error).message }, 'status page: could not read presence for a live update');
+      }
+    }
+  }
+  const wantsAgent = (agentId: string) =>
+    [...clients].some((c) => (c.view.view === 'overview' && c.view.agentIds.has(agentId)) || (c.view.view === 'agent' && c.view.agentId === agentId));
+  function agentFrameFor(view: LiveView, agentId: string, frames: NonNullable<ChangeEntry['frames']>): LiveFrame | undefined {
+    if (view.view === 'overview' && view.agentIds.has(agentId)) return frames.overview;
+    if (view.view === 'agent' && view.agentId === agentId) return frames.agent;
+    return undefined;
+  }
+
+  /** Presence that also rings the bus when a connection comes, changes its subscription, or goes. */
+  function observePresence(inner: Presence): Presence {
+    const ring = (record: ConnectionRecord) => {
+      const message: LiveBusMessage = {
+        type: 'live',
+        topic: 'agent',
+        agentId: record.agentId,
+        agentName: record.agentName,
+        connectedAt: record.connectedAt,
+      };
+      deps.bus.publish(message).catch(() => onBus(message));
+    };
+    return {
+      kind: inner.kind,
+      async register(record, maxPerAgent) {
+        const result = await inner.register(record, maxPerAgent);
+        if (result === 'registered') ring(record);
+        return result;
+      },
+      async put(record) {
+        await inner.put(record);
+        ring(record);
+      },
+      refresh: (records) => inner.refresh(records),
+      async remove(record) {
+        await inner.remove(record);
+        ring(record);
+      },
+      list: () => inner.list(),
+      listForAgent: (agentId) => inner.listForAgent(agentId),
+      ping: () => inner.ping(),
+    };
+  }
+
+  /** Agents whose records expired (their replica died) remove nothing: compare listings while someone watches. */
+  let snapshot: Map<string, { name: string; ids: string; connectedAt: string }> | undefined;
+  async function sweepPresence(): Promise<void> {
+    if (clients.size === 0 || deps.presence.kind !== 'redis') {
+      snapshot = undefined;
+      return;
+    }
+    const now = new Map<string, { name: string; ids: string[]; connectedAt: string }>();
+    for (const r of await deps.presence.list()) {
+      const a = now.get(r.agentId) ?? { name: r.agentName, ids: [], connectedAt: r.connectedAt };
+      a.ids.push(r.connectionId);
+      now.set(r.agentId, a);
+    }
+    const next = new Map([...now].map(([id, a]) => [id, { name: a.name, ids: a.ids.sort().join(','), connectedAt: a.connectedAt }]));
+    if (snapshot) {
+      for (const [id, before] of snapshot) {
+        if (next.get(id)?.ids !== before.ids) agentChanged({ type: 'live', topic: 'agent', agentId: id, agentName: before.name, connectedAt: before.connectedAt });
+      }
+    }
+    snapshot = next;
+  }
+
+  // --- deployments --------------------------------------------------------------------------
+
+  const pendingDeployments = new Set<string>();
+  let deploymentTimer: NodeJS.Timeout | undefined;
+  async function flushDeployments(): Promise<void> {
+    deploymentTimer = undefined;
+    const ids = [...pendingDeployments];
+    pendingDeployments.clear();
+    if (!deps.cluster().enabled || ids.length === 0) return;
+    try {
+      const byEvent = await deps.cluster().deploymentsOf(ids);
+      for (const id of ids) {
+        const deployments = byEvent.get(id) ?? [];
+        const entry = eventIndex.get(id);
+        if (entry) {
+          entry.deployments = deployments;
+          entry.row = undefined;
+        }
+        const key = `deploy:${id}`;
+        const change: ChangeEntry = { at: Date.now(), key, change: { topic: 'deployments', eventId: id } };
+        change.frames = {
+          overview: frame('deployments', {
+            id,
+            deployments: deploymentsCell(deployments).value,
+            latency: latencyCell(deployments).value,
+          }),
+        };
+        remember(key, change);
+        broadcast((c) => (c.view.view === 'overview' ? change.frames!.overview : undefined));
+        if ([...clients].some((c) => c.view.view === 'event' && c.view.eventId === id)) {
+          const f = await eventLiveFrame(id, deployments);
+          if (f) {
+            change.frames.event = f;
+            broadcast((c) => (c.view.view === 'event' && c.view.eventId === id ? f : undefined));
+          }
+        }
+      }
+    } catch (err) {
+      log.debug({ err: (err as Error).message }, 'status page: could not read deployments for a live update');
+    }
+  }
+
+  async function eventLiveFrame(id: string, deployments?: DeploymentView[]): Promise<LiveFrame | undefined> {
+    const event = await deps.queries.event(id);
+    if (!event) return undefined;
+    const [deliveries, current] = await Promise.all([
+      deps.cluster().deliveriesOf(id),
+      deployments ?? deps.cluster().deploymentsOf([id]).then((m) => m.get(id) ?? []),
+    ]);
+    return frame('event-live', { id, html: eventTimeline(event, deliveries, current, deps.cluster().enabled).value });
+  }
+
+  // --- the bus ------------------------------------------------------------------------------
+
+  function onBus(message: LiveBusMessage): void {
+    if (message.topic === 'agent') agentChanged(message);
+    else {
+      for (const id of message.eventIds) pendingDeployments.add(id);
+      deploymentTimer ??= setTimeout(() => void flushDeployments(), COALESCE_MS);
+    }
+  }
+  deps.bus.onMessage((message) => {
+    if (message.type === 'live') onBus(message);
+  });
+
+  // --- browsers -----------------------------------------------------------------------------
+
+  /** Parses a position given back by a browser (`<event id>-<ms>`), or undefined. */
+  function parsePosition(text: string | undefined): { since: bigint; at: number } | undefined {
+    const m = /^(\d{1,19})-(\d{1,15})$/.exec(text ?? '');
+    return m ? { since: BigInt(m[1]!), at: Number(m[2]) } : undefined;
+  }
+
+  /** What the browser missed since `from`, or 'resync' when this replica no longer knows. */
+  async function missed(client: LiveClient, from: { since: bigint; at: number }): Promise<LiveFrame[] | 'resync'> {
+    if (from.since < coveredAfter || from.at < changesCoveredFrom) return 'resync';
+    const out: LiveFrame[] = [];
+    const view = client.view;
+    const newer = events.filter((e) => BigInt(e.event.id) > from.since);
+    if (newer.length > 0) {
+      const counts = await deps.queries.deliveredCounts(newer.map((e) => e.event.id)).catch(() => new Map<string, number>());
+      for (const entry of newer) {
+        const count = counts.get(entry.event.id);
+        if (count !== undefined && count !== entry.deliveredCount) {
+          entry.deliveredCount = count;
+          entry.row = undefined;
+        }
+        if (matches(view, entry.event)) out.push(frame('event-row', { id: entry.event.id, html: rowOf(entry) }));
+      }
+    }
+    let eventChanged = view.view === 'event' && newer.length > 0;
+    // A copy: rendering awaits, and changes may come meanwhile.
+    for (const entry of Array.from(changes.values())) {
+      if (entry.at < from.at - REPLAY_MARGIN_MS) continue;
+      if (entry.change.topic === 'agent') {
+        const frames = await renderAgent(entry as ChangeEntry & { change: AgentChange });
+        const f = agentFrameFor(view, entry.change.agentId, frames);
+        if (f) out.push(f);
+      } else if (view.view === 'overview' && entry.frames?.overview) {
+        out.push(entry.frames.overview);
+      } else if (view.view === 'event' && entry.change.eventId === view.eventId) {
+        eventChanged = true;
+      }
+    }
+    if (eventChanged && view.view === 'event') {
+      const f = await eventLiveFrame(view.eventId);
+      if (f) out.push(f);
+    }
+    return out;
+  }
+
+  const tick = setInterval(() => {
+    const now = Date.now();
+    for (const client of clients) {
+      if (client.expiresAt <= now) endClient(client, 'expired');
+      else deliver(client, frame('tick', {}));
+    }
+  }, TICK_MS);
+  tick.unref();
+  const sweep = setInterval(() => {
+    sweepPresence().catch((err: Error) => log.debug({ err: err.message }, 'status page: presence sweep failed'));
+  }, SWEEP_MS);
+  sweep.unref();
+  const sessionCheck = setInterval(() => {
+    void (async () => {
+      const bySession = new Map<string, LiveClient[]>();
+      for (const c of clients) bySession.set(c.sessionId, [...(bySession.get(c.sessionId) ?? []), c]);
+      for (const list of bySession.values()) {
+        const alive = await list[0]!.sessionAlive().catch(() => true);
+        if (!alive) for (const c of list) endClient(c, 'signed_out');
+      }
+    })();
+  }, SESSION_CHECK_MS);
+  sessionCheck.unref();
+
+  function endClient(client: LiveClient, reason: 'signed_out' | 'expired' | 'shutdown'): void {
+    if (!clients.has(client)) return;
+    client.send({ ...frame(reason === 'shutdown' ? 'bye' : 'signed-out', { reason }), id: position() });
+    drop(client);
+  }
+
+  return {
+    /** Beside the hub: every event the dispatcher hands it reaches the page too. */
+    dispatchingTo(hub: Pick<Hub, 'dispatch'>): Pick<Hub, 'dispatch'> {
+      return {
+        dispatch(event, storedAt) {
+          hub.dispatch(event, storedAt);
+          eventDispatched(event);
+        },
+      };
+    },
+
+    observePresence,
+
+    /** Where the feed stands: the page puts this in its live URL, so that nothing falls between render and connect. */
+    position,
+
+    /** The dispatcher's start: events up to here were never the feed's to show. */
+    startAfter(eventId: string): void {
+      coveredAfter = highest = BigInt(eventId);
+    },
+
+    /** For the cluster-state module: deliveries or deployments of these events changed (on any replica). */
+    deploymentsChanged(eventIds: string[]): void {
+      if (eventIds.length === 0) return;
+      const message: LiveBusMessage = { type: 'live', topic: 'deployments', eventIds };
+      deps.bus.publish(message).catch(() => onBus(message));
+    },
+
+    parsePosition,
+
+    /** Adds a browser: first what it missed since `from`, then everything new. */
+    async connect(client: LiveClient, from: { since: bigint; at: number } | undefined): Promise<void> {
+      if (closed) {
+        // Shutting down: come back in a moment (to whichever replica answers).
+        client.send({ ...frame('bye', { reason: 'shutdown' }), id: position() });
+        client.close();
+        return;
+      }
+      clients.add(client);
+      joining.set(client, []);
+      let replay: LiveFrame[] | 'resync' = [];
+      try {
+        if (from) replay = await missed(client, from);
+      } catch (err) {
+        log.debug({ err: (err as Error).message }, 'status page: could not replay for a browser; it reloads');
+        replay = 'resync';
+      }
+      if (replay === 'resync') {
+        client.send({ ...frame('resync', {}), id: position() });
+        drop(client);
+        return;
+      }
+      const queued = joining.get(client) ?? [];
+      joining.delete(client);
+      if (!clients.has(client)) return;
+      for (const f of [...replay, ...queued, frame('ready', {})]) write(client, f);
+    },
+
+    disconnect(client: LiveClient): void {
+      clients.delete(client);
+      joining.delete(client);
+    },
+
+    /** Sign-out on this replica: its browsers' streams end now (others' within SESSION_CHECK_MS). */
+    endSession(sessionId: string): void {
+      for (const c of clients) if (c.sessionId === sessionId) endClient(c, 'signed_out');
+    },
+
+    get size(): number {
+      return clients.size;
+    },
+
+    close(): void {
+      closed = true;
+      clearInterval(tick);
+      clearInterval(sweep);
+      clearInterval(sessionCheck);
+      if (countTimer) clearInterval(countTimer);
+      if (agentTimer) clearTimeout(agentTimer);
+      if (deploymentTimer) clearTimeout(deploymentTimer);
+      for (const c of Array.from(clients)) endClient(c, 'shutdown');
+    },
+  };
+}
+
+export type LiveFeed = ReturnType<typeof createLiveFeed>;

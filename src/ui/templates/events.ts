@@ -1,0 +1,162 @@
+/** Events: the overview's rows and the event page with its timeline. */
+import type { StoredEvent } from '../../events/push-event.js';
+import type { DeliveryView, DeploymentState, DeploymentView } from '../cluster-view.js';
+import { duration, kindLabel, plural, refLabel, shortSha, utc } from '../format.js';
+import { html, type Html } from '../html.js';
+import { agentHref } from './agents.js';
+import { badge, time, type Tone } from './parts.js';
+
+/** An event as the page shows it; `source` is there for artifact events (pipeline, registry). */
+export type EventView = StoredEvent & { deliveredCount: number; userUsername?: string | null; source?: string | null };
+
+export const eventHref = (id: string) => `/ui/events/${encodeURIComponent(id)}`;
+
+/** The commit the event is about: GitLab's checkout_sha when it has one (a tag's `after` may be the tag object). */
+export const commitOf = (e: StoredEvent): string => e.checkoutSha ?? e.after;
+
+const STATE_TONE: Record<DeploymentState, Tone> = {
+  pending: 'info',
+  fetched: 'info',
+  applied: 'ok',
+  failed: 'bad',
+  superseded: 'muted',
+  timed_out: 'warn',
+};
+const STATE_WORDS: Record<DeploymentState, string> = {
+  pending: 'pending',
+  fetched: 'fetched',
+  applied: 'applied',
+  failed: 'failed',
+  superseded: 'superseded',
+  timed_out: 'timed out',
+};
+export const stateBadge = (state: DeploymentState): Html => badge(STATE_TONE[state], STATE_WORDS[state]);
+
+export function refCell(ref: string): Html {
+  const r = refLabel(ref);
+  return html`<span class="mono" title="${ref}">${r.name}</span>${r.tag ? html` <span class="tag">tag</span>` : ''}`;
+}
+
+export function deliveredText(n: number): string {
+  return n === 0 ? 'none yet' : plural(n, 'connection');
+}
+
+/** The deployments cell: how many reached each state, worst first. */
+export function deploymentsCell(deployments: DeploymentView[] | undefined): Html {
+  if (!deployments || deployments.length === 0) return html`<span class="muted">none</span>`;
+  const order: DeploymentState[] = ['failed', 'timed_out', 'pending', 'fetched', 'applied', 'superseded'];
+  const counts = new Map<DeploymentState, number>();
+  for (const d of deployments) counts.set(d.state, (counts.get(d.state) ?? 0) + 1);
+  return html`<span class="states">${order
+    .filter((s) => counts.has(s))
+    .map((s) => html`${badge(STATE_TONE[s], `${counts.get(s)} ${STATE_WORDS[s]}`)} `)}</span>`;
+}
+
+/** The slowest outcome so far: what "how long did this push take to land" means when there are several. */
+export function latencyCell(deployments: DeploymentView[] | undefined): Html {
+  const done = (deployments ?? []).filter((d) => d.latencyMs !== null);
+  if (done.length === 0) return html`<span class="muted">–</span>`;
+  return html`${duration(Math.max(...done.map((d) => d.latencyMs!)))}`;
+}
+
+export function eventRow(e: EventView, cluster: { enabled: boolean; deployments?: DeploymentView[] }): Html {
+  return html`<tr data-event-id="${e.id}">
+<th scope="row"><a href="${eventHref(e.id)}">#${e.id}</a></th>
+<td class="path">${e.projectPath}</td>
+<td>${refCell(e.ref)}</td>
+<td><code title="${commitOf(e)}">${shortSha(commitOf(e))}</code></td>
+<td>${kindLabel(e)}</td>
+<td>${time(e.receivedAt)}</td>
+<td class="num" data-cell="delivered">${deliveredText(e.deliveredCount)}</td>
+${
+  cluster.enabled
+    ? html`<td data-cell="deployments">${deploymentsCell(cluster.deployments)}</td><td class="num" data-cell="latency">${latencyCell(cluster.deployments)}</td>`
+    : ''
+}
+</tr>`;
+}
+
+export function eventsEmptyRow(searching: boolean, columns: number): Html {
+  return html`<tr class="empty"><td colspan="${columns}">${
+    searching
+      ? 'No event matches this search.'
+      : html`No events yet. Point a GitLab webhook at <code>/webhooks/gitlab</code> and push.`
+  }</td></tr>`;
+}
+
+export function eventsTable(
+  rows: EventView[],
+  o: { searching: boolean; caption: string; clusterEnabled: boolean; deployments: Map<string, DeploymentView[]> },
+): Html {
+  const columns = o.clusterEnabled ? 9 : 7;
+  return html`<div class="table-wrap" role="region" aria-labelledby="events-caption" tabindex="0">
+<table id="events-table">
+<caption id="events-caption">${o.caption}</caption>
+<thead><tr><th scope="col">Event</th><th scope="col">Project</th><th scope="col">Ref</th><th scope="col">Commit</th><th scope="col">Kind</th><th scope="col">Received</th><th scope="col" class="num">Delivered to</th>${
+    o.clusterEnabled ? html`<th scope="col">Deployments</th><th scope="col" class="num">Latency</th>` : ''
+  }</tr></thead>
+<tbody id="events-rows" aria-live="polite" aria-relevant="additions">${
+    rows.length
+      ? rows.map((e) => eventRow(e, { enabled: o.clusterEnabled, deployments: o.deployments.get(e.id) }))
+      : eventsEmptyRow(o.searching, columns)
+  }</tbody>
+</table>
+</div>`;
+}
+
+function step(label: string, at: string | undefined, detail: Html | string, tone: Tone = 'ok'): Html {
+  return html`<li class="step step-${tone}">
+<span class="step-label">${label}</span>
+${at ? html`<time datetime="${at}" class="step-time">${utc(at)}</time>` : ''}
+<div class="step-detail">${detail}</div>
+</li>`;
+}
+
+/** The event page's live part: deliveries and deployments, after the fixed "received" step. */
+export function eventTimeline(e: EventView, deliveries: DeliveryView[], deployments: DeploymentView[], clusterEnabled: boolean): Html {
+  const delivered =
+    deliveries.length > 0
+      ? html`<ul class="plain">${deliveries.map(
+          (d) => html`<li><a href="${agentHref(d.agent.id)}">${d.agent.name}</a> at <time datetime="${d.at}">${utc(d.at)}</time></li>`,
+        )}</ul>`
+      : html`<span data-cell="delivered">${e.deliveredCount === 0 ? 'No agent connection has received it yet.' : `Written to ${plural(e.deliveredCount, 'agent connection')} (replays included).`}</span>`;
+  return html`<div id="event-live" data-event-id="${e.id}">
+<ol class="timeline">
+${step('Received', e.receivedAt, html`From GitLab, stored in the event log as #${e.id}.`)}
+${step(
+  deliveries.length > 0 ? `Delivered to ${plural(deliveries.length, 'agent')}` : 'Delivered',
+  deliveries[0]?.at,
+  delivered,
+  deliveries.length > 0 || e.deliveredCount > 0 ? 'ok' : 'muted',
+)}
+${deployments.map((d) =>
+  step(
+    `${d.object.kind} ${d.object.namespace}/${d.object.name}`,
+    d.at,
+    html`<p><a href="${agentHref(d.agent.id)}">${d.agent.name}</a>: ${stateBadge(d.state)}${
+      d.latencyMs !== null ? html` after ${duration(d.latencyMs)}` : ''
+    }${d.revision ? html` · revision <span class="mono">${d.revision}</span>` : ''}</p>
+<ol class="substeps">${d.timeline.map((t) => html`<li>${stateBadge(t.state)} <time datetime="${t.at}">${utc(t.at)}</time></li>`)}</ol>`,
+    STATE_TONE[d.state],
+  ),
+)}
+${
+  clusterEnabled && deployments.length === 0
+    ? step('Deployments', undefined, 'No deployment yet: no agent has reported a Kustomization or HelmRelease on a source this push matches.', 'muted')
+    : ''
+}
+</ol>
+</div>`;
+}
+
+export function eventFacts(e: EventView): Html {
+  return html`<dl class="facts">
+<dt>Project</dt><dd><span class="path">${e.projectPath}</span> <span class="muted">(id ${e.projectId})</span></dd>
+<dt>Ref</dt><dd>${refCell(e.ref)}</dd>
+<dt>Kind</dt><dd>${kindLabel(e)}</dd>
+<dt>Commit</dt><dd><code class="wrap">${commitOf(e)}</code></dd>
+<dt>Before</dt><dd><code class="wrap">${e.before}</code></dd>
+${e.userUsername ? html`<dt>Pushed by</dt><dd>${e.userUsername}</dd>` : ''}
+<dt>Received</dt><dd>${time(e.receivedAt)} <span class="muted">(${utc(e.receivedAt)})</span></dd>
+</dl>`;
+}
