@@ -98,3 +98,44 @@ test('a cancelled submission that has not been written yet is never stored', asy
   const listed = await events.list({ project: String(id), limit: 100 });
   expect(refs(listed)).toEqual(['refs/heads/kept', 'refs/heads/after']);
 });
+
+test('a delivery is stored whole or not at all, even when its batch falls back to one delivery at a time', async () => {
+  const id = nextProjectId();
+  const good = events.appendDelivery([push(id, { ref: 'refs/heads/g1' }), push(id, { ref: 'refs/heads/g2' })]);
+  // One event of this delivery cannot be stored: the whole delivery is refused, its other event too.
+  const poisoned = events.appendDelivery([push(id, { ref: 'refs/heads/p1' }), push(id, { ref: 'refs/heads/p\u00002' })]);
+  const after = events.appendDelivery([push(id, { ref: 'refs/heads/g3' })]);
+  const outcomes = await Promise.allSettled([good.result, poisoned.result, after.result]);
+  expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+  expect(refs(await events.list({ project: String(id), limit: 100 }))).toEqual(['refs/heads/g1', 'refs/heads/g2', 'refs/heads/g3']);
+});
+
+test('artifact events share the id sequence and read back as they were appended', async () => {
+  const id = nextProjectId();
+  const common = { projectId: id, projectPath: `log/p${id}`, visibility: 20, defaultBranch: 'main', userUsername: 'ci', receivedAt: new Date() };
+  const results = await events.appendDelivery([
+    push(id),
+    { ...common, kind: 'artifact', source: 'pipeline', ref: 'refs/heads/main', sha: 'c'.repeat(40), pipelineId: 7, idempotencyKey: gitlabKey() },
+    { ...common, kind: 'artifact', source: 'registry', repository: `log/p${id}/img`, tag: 'v1', digest: null, idempotencyKey: { scope: 'registry', value: newKey() } },
+  ]).result;
+  const ids = results.map((r) => r.eventId);
+  expect(ids.map(BigInt)).toEqual([...ids.map(BigInt)].sort((a, b) => (a < b ? -1 : 1)));
+  const read = await events.readAfter(String(BigInt(ids[0]!) - 1n), 10, [`log/p${id}`]);
+  expect(read.map((e) => [e.id, e.kind, 'source' in e ? e.source : null])).toEqual([
+    [ids[0], 'push', null],
+    [ids[1], 'artifact', 'pipeline'],
+    [ids[2], 'artifact', 'registry'],
+  ]);
+  expect(read[1]).toMatchObject({ ref: 'refs/heads/main', sha: 'c'.repeat(40), pipelineId: 7 });
+  expect(read[2]).toMatchObject({ repository: `log/p${id}/img`, tag: 'v1', digest: null });
+});
+
+test('the same key value in two scopes is two keys', async () => {
+  const id = nextProjectId();
+  const value = newKey();
+  const results = await Promise.all(
+    (['gitlab', 'gitlab_change', 'registry'] as const).map((scope) => events.append(push(id, { idempotencyKey: { scope, value } })).result),
+  );
+  expect(results.map((r) => r.duplicate)).toEqual([false, false, false]);
+  expect(new Set(results.map((r) => r.eventId)).size).toBe(3);
+});
