@@ -127,7 +127,8 @@ describe('envelopes', () => {
     'Content-Type %s is accepted',
     async (contentType) => {
       const path = await knownProject(PUBLIC);
-      await accepted(envelope({ repository: path, tag: 'v1' }), { 'content-type': contentType });
+      const answer = await accepted(envelope({ repository: path, tag: 'v1' }), { 'content-type': contentType });
+      expect(answer.eventIds).toHaveLength(1);
     },
   );
 
