@@ -100,7 +100,7 @@ test('started with Redis away: serves, says why in /readyz, joins the bus when R
   const { code } = await a.stop();
   expect(code).toBe(0);
   const lines = parsed(a.logs());
-  const shutdownAt = lines.findIndex((l) => /^shutting down/.test(l.msg));
+  const shutdownAt = lines.findIndex((l) => l.msg.startsWith('shutting down'));
   expect(shutdownAt).toBeGreaterThanOrEqual(0);
   expect(lines.slice(shutdownAt).filter((l) => l.level >= 40).map((l) => l.msg)).toEqual([]);
 });
