@@ -81,7 +81,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
         title: 'kasgate',
         version: API_VERSION,
         description:
-          'Instant GitOps for GitLab: takes push webhooks and notifies the agents allowed to see each project over their WebSockets.',
+          'Instant GitOps for GitLab: takes push, pipeline and container registry webhooks and notifies the agents allowed to see each project over their WebSockets.',
       },
       components: {
         securitySchemes: {
@@ -89,7 +89,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
         },
       },
       tags: [
-        { name: 'webhooks', description: 'GitLab project, group and system hooks' },
+        { name: 'webhooks', description: 'GitLab project, group and system hooks; container registry notifications' },
         { name: 'agents', description: 'Agent registry, tokens and grants' },
         { name: 'observe', description: 'Connections, projects and the event log' },
         { name: 'operations', description: 'Health, readiness, metrics' },

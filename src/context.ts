@@ -19,6 +19,9 @@ import { createEventLog, type EventLog } from './events/event-log.js';
 import { startRetention } from './events/retention.js';
 import { createWebhookVerifier } from './gitlab/verify.js';
 import { createWebhookIngest, type WebhookIngest } from './gitlab/ingest.js';
+import { createRegistryIngest, type RegistryIngest } from './registry/ingest.js';
+import { describeStoreError, storeAddress } from './db/store-failure.js';
+import { describeRedisError, redisAddress } from './fanout/redis-failure.js';
 import { createInProcessBus, type Bus } from './fanout/bus.js';
 import { createRedisBus } from './fanout/redis-bus.js';
 import { createInProcessPresence, type Presence } from './fanout/presence.js';
@@ -43,6 +46,7 @@ export interface AppContext {
   projects: ProjectStore;
   events: EventLog;
   ingest: WebhookIngest;
+  registryIngest: RegistryIngest;
   bus: Bus;
   presence: Presence;
   hub: Hub;
@@ -65,19 +69,49 @@ const REDIS_OPTIONS: RedisOptions = {
   retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
 };
 
-async function connectRedis(url: string, log: Logger): Promise<{ client: Redis; subscriber: Redis }> {
+interface RedisConnections {
+  client: Redis;
+  subscriber: Redis;
+  /** The latest connection error of either connection, cleared once both are ready again. */
+  lastError(): Error | undefined;
+}
+
+/**
+ * Connects to Redis without waiting for it: a replica that starts before Redis (or while it is
+ * away) serves at once, and joins the bus when Redis comes (see redis-bus.ts).
+ */
+async function connectRedis(url: string, log: Logger): Promise<RedisConnections> {
   const client = new Redis(url, { ...REDIS_OPTIONS, enableOfflineQueue: false, connectionName: 'kasgate' });
-  // The subscriber keeps its offline queue so that (re)subscribing works across reconnects.
-  const subscriber = new Redis(url, { ...REDIS_OPTIONS, commandTimeout: undefined, connectionName: 'kasgate-sub' });
+  // The bus subscribes (again) whenever this connection becomes ready; nothing is queued meanwhile.
+  const subscriber = new Redis(url, {
+    ...REDIS_OPTIONS,
+    commandTimeout: undefined,
+    enableOfflineQueue: false,
+    autoResubscribe: false,
+    connectionName: 'kasgate-sub',
+  });
+  const errors = new Map<string, Error>();
   for (const [name, conn] of [['client', client], ['subscriber', subscriber]] as const) {
-    conn.on('error', (err: Error) => log.debug({ err: err.message, conn: name }, 'redis error'));
+    conn.on('error', (err: Error) => {
+      errors.set(name, err);
+      log.debug({ err: err.message, conn: name }, 'redis error');
+    });
+    conn.on('ready', () => errors.delete(name));
   }
-  const ready = new Promise<void>((resolve) => client.once('ready', () => resolve()));
-  const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 5000).unref());
-  if ((await Promise.race([ready, timeout])) === 'timeout') {
-    log.warn('redis is not reachable yet; starting anyway and retrying in the background');
+  // Wait a moment for the first connection (or its first failure), so that the log says which.
+  const settled = await new Promise<'ready' | 'error' | 'timeout'>((resolve) => {
+    const timer = setTimeout(() => resolve('timeout'), 5000);
+    timer.unref();
+    client.once('ready', () => resolve('ready'));
+    client.once('error', () => resolve('error'));
+  });
+  if (settled !== 'ready') {
+    log.warn(
+      { redis: redisAddress(url), reason: describeRedisError(errors.get('client')) },
+      'redis is not reachable yet; serving anyway (cross-replica fan-out by the periodic sweep) and joining the bus when it comes',
+    );
   }
-  return { client, subscriber };
+  return { client, subscriber, lastError: () => errors.get('client') ?? errors.get('subscriber') };
 }
 
 export async function createContext(config: Config, log: Logger): Promise<AppContext> {
@@ -108,7 +142,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       ? await resolveSecrets(config, log)
       : { adminToken: config.adminToken!, webhookSecrets: config.webhookSecrets };
 
-    let redis: Redis | undefined;
+    let redis: RedisConnections | undefined;
     let bus: Bus;
     let presence: Presence;
     const presenceTtlMs = 3 * config.heartbeatSeconds * 1000;
@@ -118,7 +152,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
         conns.subscriber.disconnect();
         await conns.client.quit().catch(() => conns.client.disconnect());
       });
-      redis = conns.client;
+      redis = conns;
       bus = createRedisBus(conns.client, conns.subscriber, config.redisPrefix, log);
       presence = createRedisPresence(conns.client, config.redisPrefix, presenceTtlMs);
     } else {
@@ -163,6 +197,13 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       metrics,
       deadlineMs: config.dbTimeoutMs + 300,
     });
+    const registryIngest = createRegistryIngest({
+      secrets: config.registrySecrets,
+      events,
+      projects,
+      metrics,
+      deadlineMs: config.dbTimeoutMs + 300,
+    });
 
     const hub = createHub({ events, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
     closers.push(async () => hub.stop());
@@ -182,7 +223,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       log,
       metrics,
       pool,
-      redis,
+      redis: redis?.client,
       adminToken: secrets.adminToken,
       agents,
       tokens,
@@ -190,6 +231,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       projects,
       events,
       ingest,
+      registryIngest,
       bus,
       presence,
       hub,
@@ -198,19 +240,25 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       cluster,
       retention,
       async readiness() {
-        const check = async (probe: () => Promise<unknown>) => {
+        const degraded = `cross-replica fan-out degraded to the periodic sweep (every ${config.sweepSeconds} s)`;
+        const postgres = pool.query('SELECT 1').then(
+          () => 'ok',
+          (err: unknown) =>
+            `unreachable at ${storeAddress(connection, embedded !== undefined)}: ${describeStoreError(err, config.dbTimeoutMs)}; webhooks are answered 503 (senders retry) until it is back`,
+        );
+        const redisState = async (conns: RedisConnections, url: string): Promise<string> => {
           try {
-            await probe();
-            return 'ok';
+            await presence.ping();
           } catch (err) {
-            return (err as Error).message || 'unreachable';
+            return `unreachable at ${redisAddress(url)}: ${describeRedisError(conns.lastError() ?? (err as Error))}; ${degraded}`;
           }
+          return bus.joined ? 'ok' : `connected to ${redisAddress(url)} but not subscribed to the bus yet; ${degraded}`;
         };
-        const [postgres, redisState] = await Promise.all([
-          check(() => pool.query('SELECT 1')),
-          check(() => presence.ping()),
+        const [postgresState, redisCheck] = await Promise.all([
+          postgres,
+          redis && config.redisUrl !== undefined ? redisState(redis, config.redisUrl) : 'ok (in-process)',
         ]);
-        return { postgres, redis: redis ? redisState : 'ok (in-process)' };
+        return { postgres: postgresState, redis: redisCheck };
       },
       close,
     };

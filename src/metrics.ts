@@ -16,13 +16,19 @@ export function createMetrics() {
     }),
     webhooks: new Counter({
       name: 'kasgate_webhooks_total',
-      help: 'GitLab webhooks by event kind and outcome',
+      help: 'Webhook deliveries by kind (push, tag_push, repository_update, pipeline, registry, other, unknown) and outcome',
       labelNames: ['kind', 'outcome'] as const,
+      registers,
+    }),
+    registryEvents: new Counter({
+      name: 'kasgate_registry_events_total',
+      help: 'Events inside container registry notifications, by outcome (accepted, duplicate, not_push, untagged, unknown_project)',
+      labelNames: ['outcome'] as const,
       registers,
     }),
     ingestDuration: new Histogram({
       name: 'kasgate_webhook_ingest_duration_seconds',
-      help: 'Time from webhook arrival to its answer, for pushes that reached the event log',
+      help: 'Time from webhook arrival to its answer, for deliveries that reached the event log',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2],
       registers,
     }),
@@ -39,7 +45,7 @@ export function createMetrics() {
     }),
     pushesDelivered: new Counter({
       name: 'kasgate_pushes_delivered_total',
-      help: 'Push frames written to agent sockets (live and replayed)',
+      help: 'Event frames (push and artifact) written to agent sockets (live and replayed)',
       registers,
     }),
     framesRejected: new Counter({
@@ -56,7 +62,7 @@ export function createMetrics() {
     }),
     eventsReplayed: new Counter({
       name: 'kasgate_events_replayed_total',
-      help: 'Push frames sent from the event log on subscribe (replay)',
+      help: 'Event frames sent from the event log on subscribe (replay)',
       registers,
     }),
     resyncsSent: new Counter({

@@ -1,6 +1,6 @@
 /**
- * The push event log in Postgres: append (group commit, one statement per batch), read after an
- * id, admin listing, delivery counts. Postgres is the source of truth; the doorbell only says
+ * The event log in Postgres (pushes and artifacts, table push_events): append (group commit, one
+ * statement per batch), read after an id, admin listing, delivery counts. Postgres is the source of truth; the doorbell only says
  * "look".
  */
 import type pg from 'pg';
@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { isStoreUnavailable } from '../db/pool.js';
 import type { Metrics } from '../metrics.js';
 import { createGroupCommit, type BatchOutcome, type Submission } from './group-commit.js';
-import type { PushEvent, StoredEvent } from './push-event.js';
+import { storedEvent, type NewEvent, type StoredEvent } from './event.js';
 
 export interface AppendResult {
   eventId: string;
@@ -21,10 +21,11 @@ export interface AppendedBatch {
   events: StoredEvent[];
 }
 
-export interface LoggedEvent extends StoredEvent {
+/** The admin view of a stored event. */
+export type LoggedEvent = StoredEvent & {
   userUsername: string | null;
   deliveredCount: number;
-}
+};
 
 const MAX_BATCH = 256;
 const MAX_BIGINT = 2n ** 63n - 1n;
@@ -34,36 +35,70 @@ const beyondAnyId = (afterId: string) => BigInt(afterId) >= MAX_BIGINT;
 
 interface EventRow {
   id: string;
-  kind: 'push' | 'tag_push';
+  kind: 'push' | 'tag_push' | 'artifact';
+  source: 'pipeline' | 'registry' | null;
   project_id: string;
   project_path: string;
   visibility: number | null;
   default_branch: string | null;
-  ref: string;
-  before_sha: string;
-  after_sha: string;
+  ref: string | null;
+  before_sha: string | null;
+  after_sha: string | null;
   checkout_sha: string | null;
+  sha: string | null;
+  pipeline_id: string | null;
+  repository: string | null;
+  tag: string | null;
+  digest: string | null;
   received_at: Date;
 }
 
 const EVENT_COLUMNS =
-  'id, kind, project_id, project_path, visibility, default_branch, ref, before_sha, after_sha, checkout_sha, received_at';
+  'id, kind, source, project_id, project_path, visibility, default_branch, ref, before_sha, after_sha, checkout_sha, ' +
+  'sha, pipeline_id, repository, tag, digest, received_at';
 
+/** A row as its event. The table's CHECK constraint guarantees the columns each kind needs. */
 export function toStoredEvent(row: EventRow): StoredEvent {
-  return {
+  const common = {
     id: row.id,
-    kind: row.kind,
     projectId: Number(row.project_id),
     projectPath: row.project_path,
     visibility: row.visibility,
     defaultBranch: row.default_branch,
-    ref: row.ref,
-    before: row.before_sha,
-    after: row.after_sha,
-    checkoutSha: row.checkout_sha,
     receivedAt: row.received_at.toISOString(),
   };
+  if (row.kind !== 'artifact') {
+    return { ...common, kind: row.kind, ref: row.ref!, before: row.before_sha, after: row.after_sha!, checkoutSha: row.checkout_sha };
+  }
+  if (row.source === 'pipeline') {
+    return { ...common, kind: 'artifact', source: 'pipeline', ref: row.ref!, sha: row.sha!, pipelineId: Number(row.pipeline_id) };
+  }
+  return { ...common, kind: 'artifact', source: 'registry', repository: row.repository!, tag: row.tag!, digest: row.digest };
 }
+
+/** An event as one element of append_push_events' JSON batch. */
+function toBatchElement(ord: number, e: NewEvent): Record<string, unknown> {
+  const element: Record<string, unknown> = {
+    ord,
+    kind: e.kind,
+    project_id: e.projectId,
+    project_path: e.projectPath,
+    visibility: e.visibility,
+    default_branch: e.defaultBranch,
+    user_username: e.userUsername,
+    idempotency_key: e.idempotencyKey?.value ?? null,
+    idempotency_scope: e.idempotencyKey?.scope ?? 'gitlab',
+    received_at: e.receivedAt.toISOString(),
+  };
+  if (e.kind !== 'artifact') {
+    return { ...element, ref: e.ref, before_sha: e.before, after_sha: e.after, checkout_sha: e.checkoutSha };
+  }
+  if (e.source === 'pipeline') return { ...element, source: e.source, ref: e.ref, sha: e.sha, pipeline_id: e.pipelineId };
+  return { ...element, source: e.source, repository: e.repository, tag: e.tag, digest: e.digest };
+}
+
+/** The key under which two events of one batch are the same delivery. */
+const keyOf = (e: NewEvent): string | null => (e.idempotencyKey ? `${e.idempotencyKey.scope}:${e.idempotencyKey.value}` : null);
 
 export function createEventLog(
   pool: pg.Pool,
@@ -76,23 +111,14 @@ export function createEventLog(
     prev_id: string;
   }
 
+  interface Element {
+    ord: number;
+    event: NewEvent;
+  }
+
   /** One statement, one transaction: the events and their projects. Collects what to ring the doorbell with. */
-  async function appendRows(items: { ord: number; event: PushEvent }[], doorbell: AppendedBatch[]): Promise<AppendRow[]> {
-    const payload = items.map(({ ord, event: e }) => ({
-      ord,
-      kind: e.kind,
-      project_id: e.projectId,
-      project_path: e.projectPath,
-      visibility: e.visibility,
-      default_branch: e.defaultBranch,
-      ref: e.ref,
-      before_sha: e.before,
-      after_sha: e.after,
-      checkout_sha: e.checkoutSha,
-      user_username: e.userUsername,
-      idempotency_key: e.idempotencyKey,
-      received_at: e.receivedAt.toISOString(),
-    }));
+  async function appendRows(items: Element[], doorbell: AppendedBatch[]): Promise<AppendRow[]> {
+    const payload = items.map(({ ord, event }) => toBatchElement(ord, event));
     const { rows } = await pool.query<AppendRow>(
       'SELECT ord, event_id, duplicate, prev_id FROM append_push_events($1::jsonb)',
       [JSON.stringify(payload)],
@@ -100,67 +126,71 @@ export function createEventLog(
     deps.metrics.appendBatchSize.observe(items.length);
 
     const byOrd = new Map(items.map((item) => [item.ord, item.event]));
-    const appended = rows
-      .filter((r) => !r.duplicate)
-      .map((r): StoredEvent => {
-        const e = byOrd.get(r.ord)!;
-        return {
-          id: r.event_id,
-          kind: e.kind,
-          projectId: e.projectId,
-          projectPath: e.projectPath,
-          visibility: e.visibility,
-          defaultBranch: e.defaultBranch,
-          ref: e.ref,
-          before: e.before,
-          after: e.after,
-          checkoutSha: e.checkoutSha,
-          receivedAt: e.receivedAt.toISOString(),
-        };
-      });
+    const appended = rows.filter((r) => !r.duplicate).map((r) => storedEvent(byOrd.get(r.ord)!, r.event_id));
     if (appended.length > 0) doorbell.push({ prevId: rows[0]!.prev_id, events: appended });
     return rows;
   }
 
-  async function writeBatch(events: PushEvent[]): Promise<BatchOutcome<AppendResult>> {
-    // The same key twice in one batch: only the first goes to the database.
-    const firstIndexOfKey = new Map<string, number>();
-    const unique: { ord: number; event: PushEvent }[] = [];
-    events.forEach((event, index) => {
-      const key = event.idempotencyKey;
-      if (key !== null) {
-        if (firstIndexOfKey.has(key)) return;
-        firstIndexOfKey.set(key, index);
+  /**
+   * Writes the deliveries of one group commit in one statement. A delivery (one webhook's events)
+   * is never split: it is stored whole or not at all.
+   */
+  async function writeBatch(deliveries: NewEvent[][]): Promise<BatchOutcome<AppendResult[]>> {
+    // Elements are numbered across the batch; the same key twice: only the first goes to the database.
+    const firstOrdOfKey = new Map<string, number>();
+    const ordsOf: number[][] = [];
+    const elementsOf: Element[][] = [];
+    let ord = 0;
+    for (const delivery of deliveries) {
+      const ords: number[] = [];
+      const elements: Element[] = [];
+      for (const event of delivery) {
+        const mine = ord++;
+        const key = keyOf(event);
+        const first = key === null ? undefined : firstOrdOfKey.get(key);
+        if (first !== undefined) {
+          ords.push(first);
+          continue;
+        }
+        if (key !== null) firstOrdOfKey.set(key, mine);
+        ords.push(mine);
+        elements.push({ ord: mine, event });
       }
-      unique.push({ ord: index, event });
-    });
+      ordsOf.push(ords);
+      elementsOf.push(elements);
+    }
 
     const rows = new Map<number, AppendRow>();
     const failures = new Map<number, unknown>();
     const doorbell: AppendedBatch[] = [];
     try {
-      for (const row of await appendRows(unique, doorbell)) rows.set(row.ord, row);
+      for (const row of await appendRows(elementsOf.flat(), doorbell)) rows.set(row.ord, row);
     } catch (err) {
-      if (unique.length === 1 || isStoreUnavailable(err)) throw err;
-      // The database refused the batch for its content: find the culprit by writing each event
+      if (deliveries.length === 1 || isStoreUnavailable(err)) throw err;
+      // The database refused the batch for its content: find the culprit by writing each delivery
       // alone, so that one bad event cannot fail every webhook that happened to arrive with it.
-      deps.log.warn({ err: (err as Error).message, events: unique.length }, 'event batch refused; appending its events one by one');
-      for (const item of unique) {
+      deps.log.warn({ err: (err as Error).message, deliveries: deliveries.length }, 'event batch refused; appending its deliveries one by one');
+      for (const elements of elementsOf) {
+        if (elements.length === 0) continue;
         try {
-          for (const row of await appendRows([item], doorbell)) rows.set(row.ord, row);
+          for (const row of await appendRows(elements, doorbell)) rows.set(row.ord, row);
         } catch (single) {
-          failures.set(item.ord, single);
+          for (const element of elements) failures.set(element.ord, single);
         }
       }
     }
 
-    const outcomes = events.map((event, index): PromiseSettledResult<AppendResult> => {
-      const key = event.idempotencyKey;
-      const ord = key !== null ? firstIndexOfKey.get(key)! : index;
-      if (failures.has(ord)) return { status: 'rejected', reason: failures.get(ord) };
-      const row = rows.get(ord);
-      if (!row) return { status: 'rejected', reason: new Error(`append_push_events returned no row for element ${ord}`) };
-      return { status: 'fulfilled', value: { eventId: row.event_id, duplicate: row.duplicate || ord !== index } };
+    let next = 0;
+    const outcomes = ordsOf.map((ords): PromiseSettledResult<AppendResult[]> => {
+      const results: AppendResult[] = [];
+      for (const at of ords) {
+        const mine = next++;
+        if (failures.has(at)) return { status: 'rejected', reason: failures.get(at) };
+        const row = rows.get(at);
+        if (!row) return { status: 'rejected', reason: new Error(`append_push_events returned no row for element ${at}`) };
+        results.push({ eventId: row.event_id, duplicate: row.duplicate || at !== mine });
+      }
+      return { status: 'fulfilled', value: results };
     });
     return {
       outcomes,
@@ -192,9 +222,18 @@ export function createEventLog(
   deliveryTimer.unref();
 
   return {
-    /** Stores the event (deduplicated by its idempotency key) with everything concurrent to it. */
-    append(event: PushEvent): Submission<AppendResult> {
-      return committer.submit(event);
+    /**
+     * Stores one delivery's events (each deduplicated by its idempotency key), all or none, with
+     * everything concurrent to them. Results are in the delivery's order.
+     */
+    appendDelivery(events: NewEvent[]): Submission<AppendResult[]> {
+      return committer.submit(events);
+    },
+
+    /** Stores one event: a delivery of one. */
+    append(event: NewEvent): Submission<AppendResult> {
+      const submission = committer.submit([event]);
+      return { result: submission.result.then((results) => results[0]!), cancel: submission.cancel };
     },
 
     /** Events after `afterId` in id order, optionally only of the given (lower-cased) project paths. */

@@ -5,26 +5,14 @@
  */
 import type { WebSocket } from 'ws';
 import { isGranted, mayReceive, normalizePath, subscriptionAccess, type AgentAccess } from '../agents/access-rule.js';
-import { CloseCode, type PushFrame, type ServerFrame } from '../protocol/kasgate-v1.js';
-import type { StoredEvent } from '../events/push-event.js';
+import { CloseCode, type ServerFrame } from '../protocol/kasgate-v1.js';
+import type { StoredEvent } from '../events/event.js';
 import type { ConnectionRecord } from './presence.js';
 
 /** Events buffered while a replay runs; past it, the buffer is dropped and re-read from the log. */
 const MAX_REPLAY_BUFFER = 10_000;
 /** After asking a socket to close, give it this long before cutting it. */
 const CLOSE_GRACE_MS = 2000;
-
-export function pushFrameOf(event: StoredEvent): PushFrame {
-  return {
-    type: 'push',
-    eventId: event.id,
-    project: { id: event.projectId, path: event.projectPath, defaultBranch: event.defaultBranch },
-    ref: event.ref,
-    before: event.before,
-    after: event.after,
-    receivedAt: event.receivedAt,
-  };
-}
 
 export interface SessionIdentity {
   connectionId: string;
@@ -46,7 +34,7 @@ export interface SessionHooks {
   onTaskFailed(err: unknown): void;
 }
 
-/** Push frames are serialized once per event as bytes, and go out as text frames. */
+/** Event frames are serialized once per event as bytes, and go out as text frames. */
 const AS_TEXT = { binary: false } as const;
 
 interface BufferedEvent {
@@ -149,7 +137,7 @@ export class AgentSession {
     return this.writeEvent(id, frame);
   }
 
-  /** Writes a push frame unless the connection already passed this id. */
+  /** Writes an event frame unless the connection already passed this id. */
   writeEvent(id: bigint, frame: Buffer): boolean {
     if (id <= this.lastSentId || !this.isOpen) return false;
     // Bounds the backlog: a frame larger than the bound still goes out when nothing is queued.

@@ -23,6 +23,8 @@ export interface Bus {
   /** Called after the transport comes back from an outage, when messages may have been missed. */
   onReconnect(handler: () => void): void;
   readonly kind: 'redis' | 'in-process';
+  /** Subscribed, so that other replicas' doorbells reach this one (always, in-process). */
+  readonly joined: boolean;
   close(): Promise<void>;
 }
 
@@ -30,6 +32,7 @@ export function createInProcessBus(): Bus {
   const handlers: ((message: BusMessage) => void)[] = [];
   return {
     kind: 'in-process',
+    joined: true,
     async publish(message) {
       // Asynchronous like a real transport, so publishers never re-enter their subscribers.
       queueMicrotask(() => {

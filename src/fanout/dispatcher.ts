@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino';
 import type { EventLog } from '../events/event-log.js';
-import type { StoredEvent } from '../events/push-event.js';
+import type { StoredEvent } from '../events/event.js';
 import type { Metrics } from '../metrics.js';
 import type { Bus, BusMessage } from './bus.js';
 import type { Hub } from './hub.js';

@@ -1,5 +1,5 @@
 /**
- * The per-replica hub: the index project → local sessions, so a push costs O(subscribers of that
+ * The per-replica hub: the index project → local sessions, so an event costs O(subscribers of that
  * project), plus the replica-wide chores on those sessions (heartbeat, presence refresh,
  * revocation, drain).
  */
@@ -8,10 +8,11 @@ import { buildAccess, isWellFormedPath, VISIBILITY_PUBLIC, normalizePath } from 
 import type { AgentStore } from '../agents/agent-store.js';
 import type { TokenStore } from '../agents/token-store.js';
 import type { EventLog } from '../events/event-log.js';
-import type { StoredEvent } from '../events/push-event.js';
+import type { StoredEvent } from '../events/event.js';
 import type { Metrics } from '../metrics.js';
 import { CloseCode } from '../protocol/kasgate-v1.js';
-import { pushFrameOf, type AgentSession } from './agent-session.js';
+import type { AgentSession } from './agent-session.js';
+import { frameBytes } from './frames.js';
 import type { Presence } from './presence.js';
 
 export interface HubDeps {
@@ -150,7 +151,7 @@ export function createHub(deps: HubDeps) {
       const path = normalizePath(event.projectPath);
       const subscribers = byProject.get(path);
       if (!subscribers || !isWellFormedPath(path)) return;
-      const frame = Buffer.from(JSON.stringify(pushFrameOf(event)));
+      const frame = frameBytes(event);
       const isPublic = event.visibility === VISIBILITY_PUBLIC;
       let written = 0;
       const id = BigInt(event.id);

@@ -5,12 +5,19 @@ import type { Bus, BusMessage } from './bus.js';
 /**
  * Redis pub/sub bus: one channel per deployment prefix. `publisher` is the shared command
  * connection; `subscriber` is dedicated (a subscribed connection can issue nothing else).
+ *
+ * The subscriber subscribes each time its connection becomes ready: at start (Redis may come up
+ * only later: the replica joins the bus then), and after every reconnect. Once subscribed, the
+ * reconnect handlers run, so that the replica catches up from Postgres on what it may have
+ * missed; until then the periodic sweep does.
  */
 export function createRedisBus(publisher: Redis, subscriber: Redis, prefix: string, log: Logger): Bus {
   const channel = `${prefix}bus`;
   const handlers: ((message: BusMessage) => void)[] = [];
   const reconnectHandlers: (() => void)[] = [];
-  let lostConnection = false;
+  let joined = false;
+  let everJoined = false;
+  let closing = false;
 
   subscriber.on('message', (ch: string, text: string) => {
     if (ch !== channel) return;
@@ -24,25 +31,33 @@ export function createRedisBus(publisher: Redis, subscriber: Redis, prefix: stri
     for (const handler of handlers) handler(message);
   });
   subscriber.on('close', () => {
-    if (!lostConnection) log.warn('redis subscriber connection lost; catching up from postgres when it returns');
-    lostConnection = true;
+    if (joined && !closing) log.warn('redis subscriber connection lost; catching up from postgres when it returns');
+    joined = false;
   });
-  subscriber.on('ready', () => {
-    if (!lostConnection) return;
-    lostConnection = false;
+  function join(): void {
+    if (closing) return;
     // Catch up only once the channel is subscribed again, or a doorbell could slip between.
     subscriber.subscribe(channel).then(
       () => {
-        log.info('redis subscriber connection back');
+        if (closing) return;
+        joined = true;
+        log.info(everJoined ? 'redis subscriber connection back' : 'joined the redis bus');
+        everJoined = true;
         for (const handler of reconnectHandlers) handler();
       },
-      (err: Error) => log.warn({ err: err.message }, 'resubscribing to the bus failed; the sweep catches up'),
+      (err: Error) => {
+        if (!closing) log.warn({ err: err.message }, 'subscribing to the bus failed; retrying when the connection is ready again, the sweep catches up meanwhile');
+      },
     );
-  });
-  const subscribed = subscriber.subscribe(channel);
+  }
+  subscriber.on('ready', join);
+  if (subscriber.status === 'ready') join();
 
   return {
     kind: 'redis',
+    get joined() {
+      return joined;
+    },
     async publish(message) {
       await publisher.publish(channel, JSON.stringify(message));
     },
@@ -53,8 +68,9 @@ export function createRedisBus(publisher: Redis, subscriber: Redis, prefix: stri
       reconnectHandlers.push(handler);
     },
     async close() {
-      await subscribed.catch(() => {});
-      await subscriber.unsubscribe(channel).catch(() => {});
+      closing = true;
+      if (joined) await subscriber.unsubscribe(channel).catch(() => {});
+      joined = false;
     },
   };
 }

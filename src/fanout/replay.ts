@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { EventLog } from '../events/event-log.js';
 import type { Metrics } from '../metrics.js';
 import type { AgentSession } from './agent-session.js';
-import { pushFrameOf } from './agent-session.js';
+import { frameBytes } from './frames.js';
 
 const PAGE = 500;
 const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
@@ -66,7 +66,7 @@ export async function replay(session: AgentSession, deps: ReplayDeps): Promise<v
     if (!page) return;
     for (const event of page) {
       const id = BigInt(event.id);
-      if (session.mayReceive(event) && session.writeEvent(id, Buffer.from(JSON.stringify(pushFrameOf(event))))) {
+      if (session.mayReceive(event) && session.writeEvent(id, frameBytes(event))) {
         deps.metrics.eventsReplayed.inc();
         deps.metrics.pushesDelivered.inc();
         deps.events.countDeliveries(event.id, 1);

@@ -6,7 +6,9 @@
  *    possibly several, space-separated.
  * Every comparison runs in constant time over fixed-length digests.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
+import { header } from '../http/json-body.js';
+import { digest, matchesAny, secretSet } from '../http/secret-match.js';
 
 export const SIGNATURE_TOLERANCE_SECONDS = 5 * 60;
 
@@ -16,22 +18,8 @@ export interface WebhookVerifier {
   verify(headers: Record<string, string | string[] | undefined>, rawBody: Buffer, nowMs?: number): Verdict;
 }
 
-const digest = (value: string | Buffer) => createHash('sha256').update(value).digest();
-
-/** Constant-time membership: compares against every candidate, whatever matches first. */
-function matchesAny(candidate: Buffer, known: Buffer[]): boolean {
-  let found = false;
-  for (const k of known) found = timingSafeEqual(candidate, k) || found;
-  return found;
-}
-
-function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
 export function createWebhookVerifier(secrets: string[], signingKeys: string[]): WebhookVerifier {
-  const secretDigests = secrets.map(digest);
+  const secretTokens = secretSet(secrets);
   const keys = signingKeys.map((k) => Buffer.from(k.slice('whsec_'.length), 'base64'));
 
   function verifySignature(id: string, timestamp: string, signatures: string, body: Buffer, nowMs: number): Verdict {
@@ -61,7 +49,7 @@ export function createWebhookVerifier(secrets: string[], signingKeys: string[]):
   return {
     verify(headers, rawBody, nowMs = Date.now()) {
       const token = header(headers, 'x-gitlab-token');
-      if (token !== undefined && matchesAny(digest(token), secretDigests)) return { ok: true, method: 'token' };
+      if (token !== undefined && secretTokens.has(token)) return { ok: true, method: 'token' };
       const id = header(headers, 'webhook-id');
       const timestamp = header(headers, 'webhook-timestamp');
       const signature = header(headers, 'webhook-signature');

@@ -31,7 +31,6 @@ export function errorResponses<S extends number>(...statuses: S[]): Record<S, ty
 
 /** Fastify's own client errors, by code, in the contract's words. */
 const FASTIFY_CLIENT_ERRORS: Record<string, { status: number; code: string; message: string }> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'body_too_large', message: 'body: larger than the configured limit' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'invalid_json', message: 'body: empty, expected JSON' },
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'unsupported_media_type', message: 'body: unsupported content type' },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'invalid_content_length', message: 'Content-Length does not match the body' },
@@ -44,6 +43,21 @@ function isRedisUnavailable(err: Error): boolean {
     /Stream isn't writeable|Connection is closed|Command timed out|Reached the max retries/.test(err.message)
   );
 }
+
+/** 1048576 → "1 MiB", 1536 → "1.5 KiB", 1000 → "1000 bytes". */
+export function humanBytes(bytes: number): string {
+  for (const [unit, size] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const) {
+    if (bytes >= size) return `${Number((bytes / size).toFixed(bytes % size === 0 ? 0 : 1))} ${unit}`;
+  }
+  return `${bytes} bytes`;
+}
+
+/** The 413 message: the limit in bytes and in human form. */
+export const bodyTooLargeMessage = (limit: number): string => `body: larger than the ${limit}-byte (${humanBytes(limit)}) limit`;
 
 export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
@@ -63,6 +77,10 @@ export function installErrorHandling(app: FastifyInstance): void {
         })
         .join('; ');
       return reply.code(400).send(errorBody('invalid_request', message));
+    }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      const limit = request.routeOptions.bodyLimit ?? app.initialConfig.bodyLimit ?? 1_048_576;
+      return reply.code(413).send(errorBody('body_too_large', bodyTooLargeMessage(limit)));
     }
     const known = err.code ? FASTIFY_CLIENT_ERRORS[err.code] : undefined;
     if (known) return reply.code(known.status).send(errorBody(known.code, known.message));

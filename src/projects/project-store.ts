@@ -1,4 +1,4 @@
-/** Projects as last seen in a push: path, visibility, default branch. Written by the event log's append. */
+/** Projects as last seen in a push or pipeline: path, visibility, default branch. Written by the event log's append. */
 import type pg from 'pg';
 
 export interface Project {
@@ -19,6 +19,15 @@ interface ProjectRow {
   updated_at: Date;
 }
 
+const toProject = (row: ProjectRow): Project => ({
+  id: Number(row.id),
+  path: row.path,
+  visibility: row.visibility,
+  defaultBranch: row.default_branch,
+  lastEventId: row.last_event_id,
+  updatedAt: row.updated_at.toISOString(),
+});
+
 export function createProjectStore(pool: pg.Pool) {
   return {
     /** By numeric id, or by path in any case. */
@@ -30,16 +39,21 @@ export function createProjectStore(pool: pg.Pool) {
         [idOrPath],
       );
       const row = rows[0];
-      return (
-        row && {
-          id: Number(row.id),
-          path: row.path,
-          visibility: row.visibility,
-          defaultBranch: row.default_branch,
-          lastEventId: row.last_event_id,
-          updatedAt: row.updated_at.toISOString(),
-        }
+      return row && toProject(row);
+    },
+
+    /**
+     * The projects last seen at any of these (lower-cased) paths: for each path the one seen most
+     * recently (a path freed by a rename or transfer may have had another project before).
+     */
+    async findByPaths(paths: string[]): Promise<Project[]> {
+      if (paths.length === 0) return [];
+      const { rows } = await pool.query<ProjectRow>(
+        `SELECT DISTINCT ON (lower(path)) id, path, visibility, default_branch, last_event_id, updated_at FROM projects
+         WHERE lower(path) = ANY($1::text[]) ORDER BY lower(path), updated_at DESC`,
+        [paths],
       );
+      return rows.map(toProject);
     },
 
     /** Last known visibility of each (lower-cased) path that has been seen. */

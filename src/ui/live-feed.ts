@@ -18,7 +18,7 @@
  * memory of recent events and changes; one that missed more than that is told to reload.
  */
 import type { Logger } from 'pino';
-import type { StoredEvent } from '../events/push-event.js';
+import type { StoredEvent } from '../events/event.js';
 import type { Bus, BusMessage } from '../fanout/bus.js';
 import type { Hub } from '../fanout/hub.js';
 import type { ConnectionRecord, Presence } from '../fanout/presence.js';

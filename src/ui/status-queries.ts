@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { toStoredEvent } from '../events/event-log.js';
-import type { StoredEvent } from '../events/push-event.js';
+import type { StoredEvent } from '../events/event.js';
 
 export interface AgentSummary {
   id: string;
@@ -15,10 +15,10 @@ export interface AgentSummary {
   lastConnectedAt: string | null;
 }
 
-export interface EventSummary extends StoredEvent {
+export type EventSummary = StoredEvent & {
   userUsername: string | null;
   deliveredCount: number;
-}
+};
 
 export interface Page<T> {
   items: T[];

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { createPool } from '../../src/db/pool.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createEventLog, type AppendedBatch, type EventLog } from '../../src/events/event-log.js';
-import type { PushEvent } from '../../src/events/push-event.js';
+import type { IdempotencyKey, PushEvent } from '../../src/events/event.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import { databaseUrl, testSchema } from '../support/isolation.js';
@@ -32,6 +32,10 @@ afterAll(async () => {
   await schema.drop();
 });
 
+const gitlabKey = (value: string = newKey()): IdempotencyKey => ({ scope: 'gitlab', value });
+/** The refs of listed events (pushes here). */
+const refs = (listed: object[]) => listed.map((e) => ('ref' in e ? e.ref : undefined));
+
 function push(projectId: number, overrides: Partial<PushEvent> = {}): PushEvent {
   return {
     kind: 'push',
@@ -45,7 +49,7 @@ function push(projectId: number, overrides: Partial<PushEvent> = {}): PushEvent 
     checkoutSha: null,
     userUsername: null,
     receivedAt: new Date(),
-    idempotencyKey: newKey(),
+    idempotencyKey: gitlabKey(),
     ...overrides,
   };
 }
@@ -53,7 +57,7 @@ function push(projectId: number, overrides: Partial<PushEvent> = {}): PushEvent 
 test('the doorbell gets every new event once, in id order, each batch saying which id preceded it', async () => {
   doorbell.length = 0;
   const id = nextProjectId();
-  const key = newKey();
+  const key = gitlabKey();
   const submissions = Array.from({ length: 60 }, (_, i) => events.append(push(id, i % 10 === 0 ? { idempotencyKey: key } : {})));
   const results = await Promise.all(submissions.map((s) => s.result));
 
@@ -79,7 +83,7 @@ test('an event the database refuses fails alone; the events batched with it are 
 
   expect(outcomes.map((o) => o.status)).toEqual([...Array(4).fill('fulfilled'), 'rejected', ...Array(4).fill('fulfilled')]);
   const listed = await events.list({ project: String(id), limit: 100 });
-  expect(listed.map((e) => e.ref)).toEqual(good.map((e) => e.ref));
+  expect(refs(listed)).toEqual(good.map((e) => e.ref));
 });
 
 test('a cancelled submission that has not been written yet is never stored', async () => {
@@ -92,5 +96,46 @@ test('a cancelled submission that has not been written yet is never stored', asy
   // Something after it, so that its batch has certainly been written.
   await events.append(push(id, { ref: 'refs/heads/after' })).result;
   const listed = await events.list({ project: String(id), limit: 100 });
-  expect(listed.map((e) => e.ref)).toEqual(['refs/heads/kept', 'refs/heads/after']);
+  expect(refs(listed)).toEqual(['refs/heads/kept', 'refs/heads/after']);
+});
+
+test('a delivery is stored whole or not at all, even when its batch falls back to one delivery at a time', async () => {
+  const id = nextProjectId();
+  const good = events.appendDelivery([push(id, { ref: 'refs/heads/g1' }), push(id, { ref: 'refs/heads/g2' })]);
+  // One event of this delivery cannot be stored: the whole delivery is refused, its other event too.
+  const poisoned = events.appendDelivery([push(id, { ref: 'refs/heads/p1' }), push(id, { ref: 'refs/heads/p\u00002' })]);
+  const after = events.appendDelivery([push(id, { ref: 'refs/heads/g3' })]);
+  const outcomes = await Promise.allSettled([good.result, poisoned.result, after.result]);
+  expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+  expect(refs(await events.list({ project: String(id), limit: 100 }))).toEqual(['refs/heads/g1', 'refs/heads/g2', 'refs/heads/g3']);
+});
+
+test('artifact events share the id sequence and read back as they were appended', async () => {
+  const id = nextProjectId();
+  const common = { projectId: id, projectPath: `log/p${id}`, visibility: 20, defaultBranch: 'main', userUsername: 'ci', receivedAt: new Date() };
+  const results = await events.appendDelivery([
+    push(id),
+    { ...common, kind: 'artifact', source: 'pipeline', ref: 'refs/heads/main', sha: 'c'.repeat(40), pipelineId: 7, idempotencyKey: gitlabKey() },
+    { ...common, kind: 'artifact', source: 'registry', repository: `log/p${id}/img`, tag: 'v1', digest: null, idempotencyKey: { scope: 'registry', value: newKey() } },
+  ]).result;
+  const ids = results.map((r) => r.eventId);
+  expect(ids.map(BigInt)).toEqual(ids.map(BigInt).sort((a, b) => (a < b ? -1 : 1)));
+  const read = await events.readAfter(String(BigInt(ids[0]!) - 1n), 10, [`log/p${id}`]);
+  expect(read.map((e) => [e.id, e.kind, 'source' in e ? e.source : null])).toEqual([
+    [ids[0], 'push', null],
+    [ids[1], 'artifact', 'pipeline'],
+    [ids[2], 'artifact', 'registry'],
+  ]);
+  expect(read[1]).toMatchObject({ ref: 'refs/heads/main', sha: 'c'.repeat(40), pipelineId: 7 });
+  expect(read[2]).toMatchObject({ repository: `log/p${id}/img`, tag: 'v1', digest: null });
+});
+
+test('the same key value in two scopes is two keys', async () => {
+  const id = nextProjectId();
+  const value = newKey();
+  const results = await Promise.all(
+    (['gitlab', 'gitlab_change', 'registry'] as const).map((scope) => events.append(push(id, { idempotencyKey: { scope, value } })).result),
+  );
+  expect(results.map((r) => r.duplicate)).toEqual([false, false, false]);
+  expect(new Set(results.map((r) => r.eventId)).size).toBe(3);
 });

@@ -1,8 +1,10 @@
 /**
- * Idempotency: Idempotency-Key, else X-Gitlab-Event-UUID, never the content. A redelivery gets
+ * Idempotency: Idempotency-Key, else the Standard Webhooks webhook-id, never X-Gitlab-Event-UUID
+ * (GitLab's recursion-detection id, shared by every hook of one webhook-triggered chain), never the content. A redelivery gets
  * the first answer and no second event, even when the copies arrive at once.
  */
 import { describe, expect, test } from 'vitest';
+import { connectAgent } from '../support/agent-client.js';
 import { useGateway, useReplicaPair } from '../support/gateway.js';
 import { nextProjectId, pushBody } from '../support/fixtures.js';
 import { MODES, newKey, readJson } from './support/webhooks.js';
@@ -10,6 +12,7 @@ import { MODES, newKey, readJson } from './support/webhooks.js';
 interface Accepted {
   status: 'accepted';
   eventId: string;
+  eventIds: string[];
   duplicate: boolean;
 }
 
@@ -33,16 +36,36 @@ describe.each(MODES)('idempotency on $mode', ({ options }) => {
     const first = await deliver(pushBody({ projectId: id }), { 'idempotency-key': key });
     const second = await deliver(pushBody({ projectId: id }), { 'idempotency-key': key });
     expect(first.duplicate).toBe(false);
-    expect(second).toEqual({ status: 'accepted', eventId: first.eventId, duplicate: true });
+    expect(second).toEqual({ status: 'accepted', eventId: first.eventId, eventIds: [first.eventId], duplicate: true });
     expect(await eventIds(id)).toEqual([first.eventId]);
   });
 
-  test('without Idempotency-Key, X-Gitlab-Event-UUID is the key', async () => {
+  test('X-Gitlab-Event-UUID is no key: two different pushes sharing it are both stored and both reach the agent', async () => {
     const id = nextProjectId();
+    const path = `chain/bot-${id}`;
+    const agent = await gw.createAgent(`bot-${id}`, path);
+    const client = await connectAgent(gw.wsUrl, agent.token);
+    await client.subscribe([path]);
+    // A bot answering a webhook with two pushes: GitLab gives every hook of that chain one UUID.
     const uuid = newKey();
-    const first = await deliver(pushBody({ projectId: id }), { 'x-gitlab-event-uuid': uuid });
-    const second = await deliver(pushBody({ projectId: id }), { 'x-gitlab-event-uuid': uuid });
-    expect(second).toEqual({ status: 'accepted', eventId: first.eventId, duplicate: true });
+    const first = await deliver(pushBody({ projectId: id, path, after: 'a'.repeat(40) }), { 'x-gitlab-event-uuid': uuid });
+    const second = await deliver(pushBody({ projectId: id, path, after: 'b'.repeat(40) }), { 'x-gitlab-event-uuid': uuid });
+    expect([first.duplicate, second.duplicate]).toEqual([false, false]);
+    expect(await eventIds(id)).toEqual([first.eventId, second.eventId]);
+    await client.waitFor(() => client.pushes().length === 2);
+    expect(client.pushes().map((p) => [p.eventId, p.after])).toEqual([
+      [first.eventId, 'a'.repeat(40)],
+      [second.eventId, 'b'.repeat(40)],
+    ]);
+    await client.close();
+  });
+
+  test('without Idempotency-Key, the Standard Webhooks webhook-id is the key', async () => {
+    const id = nextProjectId();
+    const webhookId = `msg_${newKey()}`;
+    const first = await deliver(pushBody({ projectId: id }), { 'webhook-id': webhookId });
+    const second = await deliver(pushBody({ projectId: id }), { 'webhook-id': webhookId, 'x-gitlab-event-uuid': newKey() });
+    expect(second).toEqual({ status: 'accepted', eventId: first.eventId, eventIds: [first.eventId], duplicate: true });
     expect(await eventIds(id)).toEqual([first.eventId]);
   });
 
@@ -51,7 +74,7 @@ describe.each(MODES)('idempotency on $mode', ({ options }) => {
     const key = newKey();
     const first = await deliver(pushBody({ projectId: id }), { 'idempotency-key': key, 'x-gitlab-event-uuid': newKey() });
     const resend = await deliver(pushBody({ projectId: id }), { 'idempotency-key': key, 'x-gitlab-event-uuid': newKey() });
-    expect(resend).toEqual({ status: 'accepted', eventId: first.eventId, duplicate: true });
+    expect(resend).toEqual({ status: 'accepted', eventId: first.eventId, eventIds: [first.eventId], duplicate: true });
   });
 
   test('the same body under two different keys gives two events', async () => {
@@ -99,7 +122,8 @@ describe.each(MODES)('idempotency on $mode', ({ options }) => {
     for (const [header, value] of [
       ['idempotency-key', ''],
       ['idempotency-key', 'k'.repeat(256)],
-      ['x-gitlab-event-uuid', 'u'.repeat(256)],
+      ['webhook-id', ''],
+      ['webhook-id', 'w'.repeat(256)],
     ] as const) {
       const res = await gw.postWebhook(pushBody({ projectId: nextProjectId() }), { [header]: value });
       const { error } = await readJson(res);

@@ -123,6 +123,6 @@ describe.each(MODES)('normalization on $mode', ({ options }) => {
     delete body.user_username;
     delete body.checkout_sha;
     await deliver(body);
-    expect((await logged(id))[0]).toMatchObject({ defaultBranch: null, before: ZERO_SHA, userUsername: null, checkoutSha: null });
+    expect((await logged(id))[0]).toMatchObject({ defaultBranch: null, before: null, userUsername: null, checkoutSha: null });
   });
 });

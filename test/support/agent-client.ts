@@ -1,11 +1,19 @@
 /** A scripted kasgate.v1 agent for tests: a real WebSocket that records every frame it receives. */
 import WebSocket from 'ws';
-import { CONNECT_PATH, parseServerFrame, SUBPROTOCOL, type PushFrame, type ServerFrame } from '../../src/protocol/kasgate-v1.js';
+import {
+  CONNECT_PATH,
+  parseServerFrame,
+  SUBPROTOCOL,
+  type ArtifactFrame,
+  type PushFrame,
+  type ServerFrame,
+} from '../../src/protocol/kasgate-v1.js';
 
 export interface TestAgent {
   ws: WebSocket;
   frames: ServerFrame[];
   pushes(): PushFrame[];
+  artifacts(): ArtifactFrame[];
   send(frame: unknown): void;
   sendRaw(data: string | Buffer, binary?: boolean): void;
   subscribe(projects: string[], resumeAfter?: string): Promise<Extract<ServerFrame, { type: 'subscribed' }>>;
@@ -76,6 +84,7 @@ export function connectAgent(wsUrl: string, token: string, options: ConnectOptio
     ws,
     frames,
     pushes: () => frames.filter((f): f is PushFrame => f.type === 'push'),
+    artifacts: () => frames.filter((f): f is ArtifactFrame => f.type === 'artifact'),
     send: (frame) => ws.send(JSON.stringify(frame)),
     sendRaw: (data, binary = false) => ws.send(data, { binary }),
     async subscribe(projects, resumeAfter) {

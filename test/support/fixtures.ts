@@ -1,12 +1,24 @@
-/** The GitLab sample payloads (test/fixtures/gitlab) and variants of them. */
+/** The GitLab sample payloads (test/fixtures/gitlab), the registry envelopes (test/fixtures/registry), and variants of them. */
 import { readFileSync } from 'node:fs';
 
 const load = (name: string) => readFileSync(new URL(`../fixtures/gitlab/${name}`, import.meta.url));
+const loadRegistry = (name: string) => readFileSync(new URL(`../fixtures/registry/${name}`, import.meta.url));
 
 export const fixtures = {
   push: { raw: load('push-hook.json'), event: 'Push Hook' },
   tagPush: { raw: load('tag-push-hook.json'), event: 'Tag Push Hook' },
   systemPush: { raw: load('system-hook-push.json'), event: 'System Hook' },
+  repositoryUpdate: { raw: load('repository-update.json'), event: 'System Hook' },
+  pipeline: { raw: load('pipeline-hook.json'), event: 'Pipeline Hook' },
+} as const;
+
+export const registryFixtures = {
+  /** distribution's documented push: a manifest by digest and two layers, no tag. */
+  push: loadRegistry('push-envelope.json'),
+  /** distribution's documented pull. */
+  pull: loadRegistry('pull-envelope.json'),
+  /** Two layers, then a manifest pushed by tag to gitlab-org/gitlab-test/manifests. */
+  taggedPush: loadRegistry('tagged-push-envelope.json'),
 } as const;
 
 export type FixtureName = keyof typeof fixtures;

@@ -17,23 +17,53 @@ function decodeProjectParam(raw: string): string {
   }
 }
 
-const LoggedEvent = z
+const loggedCommon = {
+  id: z.string(),
+  projectId: z.number(),
+  projectPath: z.string(),
+  visibility: z.number().nullable().meta({ description: 'visibility_level the event carried (a registry event: the last one seen); null when unknown' }),
+  defaultBranch: z.string().nullable(),
+  userUsername: z.string().nullable().meta({ description: 'Who pushed (a registry event: the actor the registry named)' }),
+  receivedAt: z.string(),
+  deliveredCount: z.number().meta({ description: 'Event frames written to agent connections (replays included)' }),
+};
+
+export const LoggedPush = z
   .object({
-    id: z.string(),
     kind: z.enum(['push', 'tag_push']),
-    projectId: z.number(),
-    projectPath: z.string(),
-    visibility: z.number().nullable().meta({ description: 'visibility_level carried by the push; null when unknown' }),
-    defaultBranch: z.string().nullable(),
+    ...loggedCommon,
     ref: z.string(),
-    before: z.string(),
+    before: z.string().nullable().meta({ description: 'null when GitLab did not say (unknown, not "branch created")' }),
     after: z.string(),
     checkoutSha: z.string().nullable(),
-    userUsername: z.string().nullable(),
-    receivedAt: z.string(),
-    deliveredCount: z.number().meta({ description: 'Push frames written to agent connections (replays included)' }),
   })
-  .meta({ id: 'Event' });
+  .meta({ id: 'PushEvent', description: 'A push or tag push (project, group or system hook)' });
+
+export const LoggedPipelineArtifact = z
+  .object({
+    kind: z.literal('artifact'),
+    source: z.literal('pipeline'),
+    ...loggedCommon,
+    ref: z.string().meta({ description: 'The full ref the pipeline ran for (refs/heads/…, refs/tags/…)' }),
+    sha: z.string().meta({ description: 'The commit the pipeline ran on' }),
+    pipelineId: z.number(),
+  })
+  .meta({ id: 'PipelineArtifactEvent', description: 'A pipeline that succeeded (Pipeline Hook, status success)' });
+
+export const LoggedRegistryArtifact = z
+  .object({
+    kind: z.literal('artifact'),
+    source: z.literal('registry'),
+    ...loggedCommon,
+    repository: z.string().meta({ description: 'The registry repository (the project path, or under it)' }),
+    tag: z.string(),
+    digest: z.string().nullable(),
+  })
+  .meta({ id: 'RegistryArtifactEvent', description: 'A tag pushed to the container registry' });
+
+export const LoggedEvent = z
+  .union([LoggedPush, LoggedPipelineArtifact, LoggedRegistryArtifact])
+  .meta({ id: 'Event', description: 'An event of the log: a push, or an artifact (source pipeline or registry)' });
 
 const ProjectView = z.object({
   project: z
@@ -127,7 +157,7 @@ export const observeRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       schema: {
         tags: ['observe'],
-        summary: 'The push event log, oldest first, after an event id',
+        summary: 'The event log (pushes and artifacts), oldest first, after an event id',
         security,
         querystring: z.object({
           project: z.string().min(1).max(1024).optional().meta({ description: 'Project path (any case) or numeric id' }),

@@ -1,18 +1,30 @@
 /** Events: the overview's rows and the event page with its timeline. */
-import type { StoredEvent } from '../../events/push-event.js';
+import type { StoredEvent } from '../../events/event.js';
 import type { DeliveryView, DeploymentState, DeploymentView } from '../cluster-view.js';
 import { duration, kindLabel, plural, refLabel, shortSha, utc } from '../format.js';
 import { html, type Html } from '../html.js';
 import { agentHref } from './agents.js';
 import { badge, time, type Tone } from './parts.js';
 
-/** An event as the page shows it; `source` is there for artifact events (pipeline, registry). */
-export type EventView = StoredEvent & { deliveredCount: number; userUsername?: string | null; source?: string | null };
+/** An event as the page shows it: pushes, and artifact events (pipeline, registry). */
+export type EventView = StoredEvent & { deliveredCount: number; userUsername?: string | null };
 
 export const eventHref = (id: string) => `/ui/events/${encodeURIComponent(id)}`;
 
-/** The commit the event is about: GitLab's checkout_sha when it has one (a tag's `after` may be the tag object). */
-export const commitOf = (e: StoredEvent): string => e.checkoutSha ?? e.after;
+/**
+ * What the event is about: for pushes the commit (GitLab's checkout_sha when it has one, since a
+ * tag's `after` may be the tag object); a pipeline's commit; a registry push's digest, else its tag.
+ */
+export function commitOf(e: StoredEvent): string {
+  if (e.kind !== 'artifact') return e.checkoutSha ?? e.after;
+  return e.source === 'pipeline' ? e.sha : (e.digest ?? e.tag);
+}
+
+/** The ref an event concerns; a registry push has a repository and a tag instead. */
+export function refOf(e: StoredEvent): string {
+  if (e.kind !== 'artifact' || e.source === 'pipeline') return e.ref;
+  return `${e.repository}:${e.tag}`;
+}
 
 const STATE_TONE: Record<DeploymentState, Tone> = {
   pending: 'info',
@@ -63,7 +75,7 @@ export function eventRow(e: EventView, cluster: { enabled: boolean; deployments?
   return html`<tr data-event-id="${e.id}">
 <th scope="row"><a href="${eventHref(e.id)}">#${e.id}</a></th>
 <td class="path">${e.projectPath}</td>
-<td>${refCell(e.ref)}</td>
+<td>${refCell(refOf(e))}</td>
 <td><code title="${commitOf(e)}">${shortSha(commitOf(e))}</code></td>
 <td>${kindLabel(e)}</td>
 <td>${time(e.receivedAt)}</td>
@@ -149,13 +161,28 @@ ${
 </div>`;
 }
 
+/** What differs between kinds: a push's ref and commits, a pipeline's, a registry push's repository and tag. */
+function artifactFacts(e: EventView): Html {
+  if (e.kind !== 'artifact') {
+    return html`<dt>Ref</dt><dd>${refCell(e.ref)}</dd>
+<dt>Commit</dt><dd><code class="wrap">${commitOf(e)}</code></dd>
+<dt>Before</dt><dd>${e.before === null ? html`<span class="muted">not given by GitLab</span>` : html`<code class="wrap">${e.before}</code>`}</dd>`;
+  }
+  if (e.source === 'pipeline') {
+    return html`<dt>Ref</dt><dd>${refCell(e.ref)}</dd>
+<dt>Commit</dt><dd><code class="wrap">${e.sha}</code></dd>
+<dt>Pipeline</dt><dd>#${String(e.pipelineId)}</dd>`;
+  }
+  return html`<dt>Repository</dt><dd><span class="path">${e.repository}</span></dd>
+<dt>Tag</dt><dd><span class="mono">${e.tag}</span></dd>
+<dt>Digest</dt><dd>${e.digest === null ? html`<span class="muted">not given</span>` : html`<code class="wrap">${e.digest}</code>`}</dd>`;
+}
+
 export function eventFacts(e: EventView): Html {
   return html`<dl class="facts">
 <dt>Project</dt><dd><span class="path">${e.projectPath}</span> <span class="muted">(id ${e.projectId})</span></dd>
-<dt>Ref</dt><dd>${refCell(e.ref)}</dd>
 <dt>Kind</dt><dd>${kindLabel(e)}</dd>
-<dt>Commit</dt><dd><code class="wrap">${commitOf(e)}</code></dd>
-<dt>Before</dt><dd><code class="wrap">${e.before}</code></dd>
+${artifactFacts(e)}
 ${e.userUsername ? html`<dt>Pushed by</dt><dd>${e.userUsername}</dd>` : ''}
 <dt>Received</dt><dd>${time(e.receivedAt)} <span class="muted">(${utc(e.receivedAt)})</span></dd>
 </dl>`;

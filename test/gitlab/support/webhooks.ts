@@ -2,7 +2,7 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { fixtures, type FixtureName } from '../../support/fixtures.js';
 import type { GatewayOptions, TestGateway } from '../../support/gateway.js';
-import type { PushEvent } from '../../../src/events/push-event.js';
+import type { PushEvent } from '../../../src/events/event.js';
 
 /** The two ways the suite runs a gateway: on the shared Postgres, and on the embedded default. */
 export const MODES: { mode: string; options: GatewayOptions }[] = [
