@@ -99,8 +99,9 @@ const create: CommandSpec = {
       printJson(created);
       return EXIT.ok;
     }
-    print(`Agent ${created.agent.name} created.\n`);
-    print(table(['NAME', 'ID', 'CONFIG PROJECT'], [[created.agent.name, created.agent.id, created.agent.configProject]]));
+    print(
+      `Agent ${created.agent.name} created.\n\n${table(['NAME', 'ID', 'CONFIG PROJECT'], [[created.agent.name, created.agent.id, created.agent.configProject]])}`,
+    );
     printIssuedToken(created.token);
     return EXIT.ok;
   },
