@@ -7,6 +7,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { resolveSecrets } from '../../src/embedded-secrets.js';
+import { createLogger } from '../../src/log.js';
 import { startGateway, useGateway } from '../support/gateway.js';
 import { databaseUrl } from '../support/isolation.js';
 import { adminCli, runKasgate } from '../support/kasgate-cli.js';
@@ -97,12 +100,15 @@ describe('exit codes', () => {
 });
 
 test('next to an embedded gateway, the CLI finds the admin token it generated', async () => {
-  // No admin token nor webhook secret given: the embedded gateway generates them into its data dir.
-  const embedded = await startGateway({ embedded: true, env: { KASGATE_ADMIN_TOKEN: '', KASGATE_WEBHOOK_SECRETS: '' } });
-  cleanup.push(() => embedded.close());
-  const env = { KASGATE_URL: embedded.url, KASGATE_DATA_DIR: embedded.env.KASGATE_DATA_DIR! };
+  // The embedded gateway's own code writes its secrets file; a gateway with that token answers.
+  const dataDir = await mkdtemp(join(tmpdir(), 'kasgate-cli-data-'));
+  cleanup.push(() => rm(dataDir, { recursive: true, force: true }));
+  const { adminToken } = await resolveSecrets(loadConfig({ KASGATE_DATA_DIR: dataDir, LOG_LEVEL: 'silent' }), createLogger('silent'));
+  const local = await startGateway({ env: { KASGATE_ADMIN_TOKEN: adminToken } });
+  cleanup.push(() => local.close());
+  const env = { KASGATE_URL: local.url, KASGATE_DATA_DIR: dataDir };
   const created = await runKasgate(['agents', 'create', 'local', '--config-project', 'me/infra'], env);
   expect(created.code).toBe(0);
   const listed = await runKasgate(['agents', 'list', '--json'], env);
   expect(JSON.parse(listed.stdout).agents.map((a: { name: string }) => a.name)).toEqual(['local']);
-}, 60_000);
+});
