@@ -19,7 +19,10 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY migrations ./migrations
 COPY openapi ./openapi
-RUN mkdir -p /data && chown node:node /data
+# `kasgate agents list` and friends inside the container (kubectl exec): the same entry point.
+RUN mkdir -p /data && chown node:node /data \
+ && printf '#!/bin/sh\nexec node /app/dist/main.js "$@"\n' > /usr/local/bin/kasgate \
+ && chmod 0755 /usr/local/bin/kasgate
 USER node
 VOLUME ["/data"]
 EXPOSE 8080

@@ -1,42 +1,48 @@
 # kasgate — `make run` starts an embedded gateway on a fresh clone; `make test` runs the suite.
 .PHONY: run test build lint typecheck openapi bench migrate check clean docker
 
-node_modules: package.json package-lock.json
-	npm ci --no-audit --no-fund
-	@touch node_modules
+# Stamp files, not the directories: vitest and tsx write their caches into node_modules/, and a
+# directory's time changes with its entries, so `make run` after `make test` rebuilt dist/ for
+# nothing. test/ops/makefile.test.ts checks that nothing rebuilds unless a source changed.
+INSTALLED := node_modules/.kasgate-installed
+BUILT := dist/.kasgate-built
 
-dist: node_modules $(shell find src -name '*.ts' 2>/dev/null) $(wildcard src/ui/assets/*) tsconfig.json tsconfig.build.json
+$(INSTALLED): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+$(BUILT): $(INSTALLED) $(shell find src -name '*.ts' 2>/dev/null) $(wildcard src/ui/assets/*) tsconfig.json tsconfig.build.json
 	npm run build
-	@touch dist
+	@touch $@
 
 ## run: install, build and start the gateway (embedded PGlite + in-process bus unless DATABASE_URL / REDIS_URL are set)
-run: dist
+run: $(BUILT)
 	node dist/main.js serve
 
 ## test: the whole suite, on the local PostgreSQL and Redis (DATABASE_URL / REDIS_URL override)
-test: node_modules
+test: $(INSTALLED)
 	npm test
 
-build: dist
+build: $(BUILT)
 
-typecheck: node_modules
+typecheck: $(INSTALLED)
 	npm run typecheck
 
-lint: node_modules
+lint: $(INSTALLED)
 	npm run lint
 
 ## check: what CI runs after installing: typecheck, lint, tests
 check: typecheck lint test
 
 ## openapi: rewrite openapi/openapi.json from the route schemas (a test fails when it drifts)
-openapi: node_modules
+openapi: $(INSTALLED)
 	npm run openapi
 
 ## bench: every scenario against the floor relay, on the built dist/; ratios on stdout and in bench/results/
-bench: dist
+bench: $(BUILT)
 	BENCH_DIST=1 npm run bench
 
-migrate: dist
+migrate: $(BUILT)
 	node dist/main.js migrate
 
 docker:

@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { DEFAULT_DATA_DIR } from './embedded-secrets.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -80,7 +81,7 @@ const EnvSchema = z.object({
     message: 'must be a lower-case SQL identifier',
   }),
   REDIS_URL: url(['redis:', 'rediss:']),
-  KASGATE_DATA_DIR: optionalString.transform((s) => s ?? './data'),
+  KASGATE_DATA_DIR: optionalString.transform((s) => s ?? DEFAULT_DATA_DIR),
   KASGATE_WEBHOOK_SECRETS: list,
   KASGATE_WEBHOOK_SIGNING_KEYS: list.refine((keys) => keys.every((k) => /^whsec_[A-Za-z0-9+/=]+$/.test(k)), {
     message: 'each key must look like whsec_<base64>',

@@ -7,6 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
+import { DataDirError } from './db/errors.js';
 
 interface StoredSecrets {
   adminToken: string;
@@ -14,6 +15,9 @@ interface StoredSecrets {
 }
 
 export const SECRETS_FILE = 'secrets.json';
+
+/** Where the embedded store and these secrets live when KASGATE_DATA_DIR is not set. */
+export const DEFAULT_DATA_DIR = './data';
 
 export async function resolveSecrets(config: Config, log: Logger): Promise<{ adminToken: string; webhookSecrets: string[] }> {
   const needAdmin = config.adminToken === undefined;
@@ -26,7 +30,7 @@ export async function resolveSecrets(config: Config, log: Logger): Promise<{ adm
     stored = JSON.parse(await readFile(path, 'utf8')) as StoredSecrets;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new Error(`KASGATE_DATA_DIR: cannot read ${path}: ${(err as Error).message}`, { cause: err });
+      throw new DataDirError(`KASGATE_DATA_DIR: cannot read ${path}: ${(err as Error).message}`, { cause: err });
     }
     stored = { adminToken: randomBytes(32).toString('base64url'), webhookSecret: randomBytes(32).toString('base64url') };
     await mkdir(resolve(config.dataDir), { recursive: true });

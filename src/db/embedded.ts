@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import type pg from 'pg';
+import { DataDirError } from './errors.js';
 
 export interface EmbeddedPostgres {
   connection: pg.ClientConfig;
@@ -18,7 +19,9 @@ const MAX_SOCKETS = 8;
 
 export async function startEmbeddedPostgres(dataDir: string): Promise<EmbeddedPostgres> {
   const dir = resolve(dataDir);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+    throw new DataDirError(`KASGATE_DATA_DIR: cannot create ${dir}: ${err.code === 'EACCES' || err.code === 'EROFS' ? 'not writable' : err.message}`, { cause: err });
+  });
   const releaseLock = await lockDataDir(dir);
   try {
     const db = await PGlite.create(join(dir, 'pgdata'));
@@ -49,15 +52,17 @@ async function lockDataDir(dir: string): Promise<() => Promise<void>> {
       await handle.close();
       return () => rm(lockPath, { force: true });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EROFS') throw new DataDirError(`KASGATE_DATA_DIR: ${dir} is not writable`, { cause: err });
+      if (code !== 'EEXIST') throw err;
       const owner = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
       if (owner && owner !== process.pid && isAlive(owner)) {
-        throw new Error(`KASGATE_DATA_DIR ${dir} is in use by another kasgate process (pid ${owner})`, { cause: err });
+        throw new DataDirError(`KASGATE_DATA_DIR: ${dir} is in use by another kasgate process (pid ${owner}); stop it, or give this one another directory`, { cause: err });
       }
       await rm(lockPath, { force: true }); // stale lock from a process that died
     }
   }
-  throw new Error(`KASGATE_DATA_DIR ${dir}: could not take the lock ${lockPath}`);
+  throw new DataDirError(`KASGATE_DATA_DIR: could not take the lock ${lockPath}`);
 }
 
 function isAlive(pid: number): boolean {

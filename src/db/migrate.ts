@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
 import type { Logger } from 'pino';
+import { DatabaseConnectError } from './errors.js';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
 
@@ -12,7 +13,11 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url
  */
 export async function migrate(connection: pg.ClientConfig, schema: string, log: Logger): Promise<string[]> {
   const client = new pg.Client({ ...connection, connectionTimeoutMillis: 10_000 });
-  await client.connect();
+  try {
+    await client.connect();
+  } catch (err) {
+    throw DatabaseConnectError.from(connection, err);
+  }
   try {
     const applied = await runner({
       dbClient: client,

@@ -20,6 +20,18 @@ test('/metrics exposes process metrics and HTTP duration histograms by route', a
   expect(text).toMatch(/kasgate_http_request_duration_seconds_bucket\{.*route="\/healthz".*\} \d+/);
 });
 
+test('/metrics needs no authentication, and so shows no agent name, project path or token', async () => {
+  const { id, token } = await gw.createAgent('metrics-secretive-agent', 'hidden-group/hidden-project');
+  await gw.admin('PUT', `/agents/${id}/grants`, { projects: ['hidden-group/granted'], groups: [] });
+  await gw.admin('GET', `/agents/${id}/tokens`);
+  const res = await fetch(`${gw.url}/metrics`);
+  expect(res.status).toBe(200);
+  const text = await res.text();
+  for (const secret of ['metrics-secretive-agent', 'hidden-group', id, token, gw.adminToken, gw.webhookSecret]) {
+    expect(text).not.toContain(secret);
+  }
+});
+
 test('the served OpenAPI document is the committed one (run `npm run openapi` after changing a route)', async () => {
   const served = (await (await fetch(`${gw.url}/openapi.json`)).json()) as { paths: object };
   const committed = JSON.parse(await readFile(new URL('../../openapi/openapi.json', import.meta.url), 'utf8'));

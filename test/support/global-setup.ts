@@ -1,10 +1,11 @@
 /**
  * Finds the PostgreSQL and Redis the suite runs against: DATABASE_URL / REDIS_URL, else the local
- * servers on their standard ports, else (where a Docker engine answers) containers started by
- * testcontainers. Otherwise it fails, saying what to start.
+ * servers on their standard ports, else (where a container runtime answers, and unless
+ * KASGATE_TEST_CONTAINERS=off) containers started by testcontainers. vitest.config.ts has already
+ * stopped the run, with kasgate's message alone, when none of that can work.
  */
-import net from 'node:net';
 import type { TestProject } from 'vitest/node';
+import { exitMissingServices, probeServices } from './services.js';
 
 declare module 'vitest' {
   interface ProvidedContext {
@@ -13,37 +14,15 @@ declare module 'vitest' {
   }
 }
 
-const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test';
-const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
-
-function reachable(url: string, fallbackPort: number): Promise<boolean> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: hostname, port: Number(port || fallbackPort) });
-    socket.setTimeout(1500);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolve(false);
-    });
-  });
-}
-
 export default async function setup(project: TestProject) {
-  let databaseUrl = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
-  let redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
+  const services = await probeServices(process.env);
+  let { databaseUrl, redisUrl } = services;
   const stops: (() => Promise<unknown>)[] = [];
 
-  const pgUp = await reachable(databaseUrl, 5432);
-  const redisUp = await reachable(redisUrl, 6379);
-  if (!pgUp || !redisUp) {
+  if (!services.pgUp || !services.redisUp) {
     try {
       const { GenericContainer, Wait } = await import('testcontainers');
-      if (!pgUp) {
+      if (!services.pgUp) {
         const pg = await new GenericContainer('postgres:17-alpine')
           .withEnvironment({ POSTGRES_HOST_AUTH_METHOD: 'trust', POSTGRES_DB: 'test' })
           .withExposedPorts(5432)
@@ -52,19 +31,14 @@ export default async function setup(project: TestProject) {
         stops.push(() => pg.stop());
         databaseUrl = `postgres://postgres@${pg.getHost()}:${pg.getMappedPort(5432)}/test`;
       }
-      if (!redisUp) {
+      if (!services.redisUp) {
         const redis = await new GenericContainer('redis:7-alpine').withExposedPorts(6379).start();
         stops.push(() => redis.stop());
         redisUrl = `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`;
       }
     } catch (err) {
-      throw new Error(
-        `The tests need PostgreSQL and Redis. ${pgUp ? '' : `Nothing answers at ${databaseUrl}. `}` +
-          `${redisUp ? '' : `Nothing answers at ${redisUrl}. `}` +
-          'Start them (see README "Running the tests"), or set DATABASE_URL / REDIS_URL, ' +
-          `or run a Docker engine for testcontainers (${(err as Error).message.split('\n')[0]}).`,
-        { cause: err },
-      );
+      for (const stop of stops) await stop().catch(() => {});
+      exitMissingServices(services, (err as Error).message.split('\n')[0]!);
     }
   }
   project.provide('databaseUrl', databaseUrl);

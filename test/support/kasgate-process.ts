@@ -4,15 +4,20 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const KEPT_LINES = 3000;
 
 /** Children still running, killed if the test process goes away first. */
 const live = new Set<ChildProcess>();
-process.once('exit', () => {
+const killLive = () => {
   for (const child of live) child.kill('SIGKILL');
-});
+};
+process.once('exit', killLive);
+// vitest ends its fork workers without an 'exit' event: without this, a test that failed before
+// stopping its child (a timeout waiting for a log line) left a gateway running for good.
+afterAll(killLive);
 
 /** Kills the child with the test process, whatever happens to the test. */
 export function killWithTests(child: ChildProcess): ChildProcess {
