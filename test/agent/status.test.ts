@@ -201,6 +201,20 @@ describe('status frames', () => {
     expect(view.get('Kustomization/apps/manifests')?.revision).toBe(`latest@${DIGEST}`); // on the OCI source: untouched
   });
 
+  it('in receiver mode too: the Receiver call makes Flux fetch, and the new state is reported', async () => {
+    addCluster();
+    await fluxSettled();
+    const conn = await connectAgent({ triggerMode: 'receiver' });
+    await fullSetArrived(conn);
+    await waitFor(() => h.kube.receivers.size === 2, 5000, 'the Receivers');
+    flux().setGitHead('group/app', 'main', sha(6));
+    conn.send(push('13', 'group/app', 'refs/heads/main', sha(6)));
+    await waitFor(() => viewOf(conn).get('Kustomization/apps/app')?.revision === `main@sha1:${sha(6)}`, 5000, 'the new revision applied');
+    expect(h.receiver.callsTo('apps', 'kasgate-app')).toHaveLength(1);
+    expect(h.kube.sourcePatches).toEqual([]); // the Receiver, not the agent, asked Flux
+    expect(viewOf(conn).get('GitRepository/apps/app')).toMatchObject({ ready: 'True', revision: `main@sha1:${sha(6)}` });
+  });
+
   it('reports a failed apply with Flux reason and message, and the recovery', async () => {
     addCluster();
     await fluxSettled();
