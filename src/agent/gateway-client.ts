@@ -14,6 +14,7 @@ import {
   type ClientFrame,
   type ConfigFrame,
   type CredentialsFrame,
+  type ErrorFrame,
   type HelloFrame,
   type PushFrame,
   type ResyncFrame,
@@ -31,6 +32,8 @@ export interface GatewayHandlers {
   onResync(frame: ResyncFrame): void;
   /** Flux's credentials to write as a Secret; the answer goes back with send(). */
   onCredentials(frame: CredentialsFrame): void;
+  /** The gateway reported an error about a frame the agent sent (already logged). */
+  onError(frame: ErrorFrame): void;
   onConnectedChange(connected: boolean): void;
 }
 
@@ -199,7 +202,8 @@ export class GatewayClient {
           case 'credentials':
             return handlers.onCredentials(frame);
           case 'error':
-            return log.warn({ code: frame.code, message: frame.message }, 'the gateway reported an error');
+            log.warn({ code: frame.code, message: frame.message }, 'the gateway reported an error');
+            return handlers.onError(frame);
         }
       });
       socket.on('error', (err) => {

@@ -67,6 +67,9 @@ export interface AgentHandle {
 
 type WatchedKind = SourceKind | WorkloadKind;
 
+/** The gateway's error code asking for the full status set again, from part 1. */
+const STATUS_PART_OUT_OF_ORDER = 'status_part_out_of_order';
+
 const KIND_CRDS: Record<WatchedKind, CrdRef> = {
   GitRepository: GIT_REPOSITORY,
   OCIRepository: OCI_REPOSITORY,
@@ -233,6 +236,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         onArtifact: (frame) => dispatcher.handleArtifact(frame),
         onResync: (frame) => dispatcher.handleResync(frame.reason),
         onCredentials: (frame) => credentials.handle(frame),
+        onError: (frame) => {
+          // The gateway lost track of a full set being assembled: it asks for the set again.
+          if (frame.code === STATUS_PART_OUT_OF_ORDER) reporter.resendFull();
+        },
         onConnectedChange: (connected) => {
           if (!connected) reporter.disconnected();
           state.gateway = connected ? 'connected' : 'connecting';

@@ -123,6 +123,14 @@ export class StatusReporter {
     });
   }
 
+  /** The gateway asks for the full set again (it lost one being assembled): sent now, on this connection. */
+  resendFull(): void {
+    const connection = this.connection;
+    if (!connection?.live) return; // the first full set is still to come anyway
+    this.clearBatch();
+    this.sendFull(connection);
+  }
+
   disconnected(): void {
     this.clearBatch();
     this.connection = undefined;

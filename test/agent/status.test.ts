@@ -354,6 +354,20 @@ describe('status frames', () => {
     expect(await agent.metrics.registry.metrics()).toMatch(/kasgate_agent_status_objects\{kind="Kustomization"\} 3/);
   });
 
+  it('sends the full set again when the gateway says it lost the parts (status_part_out_of_order)', async () => {
+    addCluster();
+    await fluxSettled();
+    const conn = await connectAgent();
+    await fullSetArrived(conn);
+    conn.send({ type: 'error', code: 'status_part_out_of_order', message: 'status part 2 of 3 does not continue the full set; send the full set again from part 1' });
+    await fullSetArrived(conn, 2);
+    expect(viewOf(conn).keys()).toEqual(MANAGED);
+    // Any other error does not.
+    conn.send({ type: 'error', code: 'invalid_frame', message: 'objects.0.kind: invalid' });
+    await settle(400);
+    expect(viewOf(conn).fullSets).toBe(2);
+  });
+
   it('two agents (two pods) each send their own full set', async () => {
     addCluster();
     await fluxSettled();
