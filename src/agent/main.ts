@@ -67,6 +67,9 @@ export interface AgentHandle {
 
 type WatchedKind = SourceKind | WorkloadKind;
 
+/** How long the first full status set waits for the first lists of Kustomizations and HelmReleases. */
+const PRIMED_TIMEOUT_MS = 10_000;
+
 /** The gateway's error code asking for the full status set again, from part 1. */
 const STATUS_PART_OUT_OF_ORDER = 'status_part_out_of_order';
 
@@ -125,7 +128,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     metrics,
     batchMs: config.statusBatchMs,
     send: (text) => gateway?.sendText(text) ?? false,
-    primed: () => Promise.all(workloadWatches.map((w) => w.settled)).then(() => undefined),
+    // Bounded: an API server that never answers a list must not hold back the sources' state.
+    primed: () => Promise.race([Promise.all(workloadWatches.map((w) => w.settled)).then(() => undefined), sleep(PRIMED_TIMEOUT_MS, stop.signal)]),
   });
   const credentials = new CredentialsWriter({
     core: kc.makeApiClient(CoreV1Api),
