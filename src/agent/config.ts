@@ -37,6 +37,10 @@ export interface AgentConfig {
   trigger: { attempts: number; minDelayMs: number; maxDelayMs: number; timeoutMs: number };
   /** How often to look for the Flux CRDs again while they are missing, and to restart a failed watch. */
   kubeRetryMs: number;
+  /** How long status changes are gathered before they are sent (the contract allows at most a second). */
+  statusBatchMs: number;
+  /** Backoff between attempts to write a credentials Secret that failed (no rights yet, a foreign Secret, ...). */
+  credentialsRetry: { minMs: number; maxMs: number };
   logLevel: string;
 }
 
@@ -135,6 +139,8 @@ export function parseAgentConfig(env: Record<string, string | undefined>): Agent
     subscribeDebounceMs: e.KASGATE_SUBSCRIBE_DEBOUNCE_MS,
     trigger: { attempts: e.KASGATE_TRIGGER_ATTEMPTS, minDelayMs: 500, maxDelayMs: 10_000, timeoutMs: 10_000 },
     kubeRetryMs: 15_000,
+    statusBatchMs: 1000,
+    credentialsRetry: { minMs: 1000, maxMs: 300_000 },
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -13,6 +13,8 @@ import {
   type ArtifactFrame,
   type ClientFrame,
   type ConfigFrame,
+  type CredentialsFrame,
+  type ErrorFrame,
   type HelloFrame,
   type PushFrame,
   type ResyncFrame,
@@ -28,6 +30,10 @@ export interface GatewayHandlers {
   onPush(frame: PushFrame): void;
   onArtifact(frame: ArtifactFrame): void;
   onResync(frame: ResyncFrame): void;
+  /** Flux's credentials to write as a Secret; the answer goes back with send(). */
+  onCredentials(frame: CredentialsFrame): void;
+  /** The gateway reported an error about a frame the agent sent (already logged). */
+  onError(frame: ErrorFrame): void;
   onConnectedChange(connected: boolean): void;
 }
 
@@ -87,8 +93,13 @@ export class GatewayClient {
   }
 
   send(frame: ClientFrame): boolean {
+    return this.sendText(JSON.stringify(frame));
+  }
+
+  /** Sends a frame serialized by the caller (status frames are sized to the byte). */
+  sendText(text: string): boolean {
     if (!this.ready || !this.socket) return false;
-    this.socket.send(JSON.stringify(frame));
+    this.socket.send(text);
     return true;
   }
 
@@ -189,10 +200,10 @@ export class GatewayClient {
           case 'resync':
             return handlers.onResync(frame);
           case 'credentials':
-            // Writing Flux's credentials is not part of this agent yet; the gateway sends them again later.
-            return log.debug({ id: frame.id }, 'ignoring a credentials frame');
+            return handlers.onCredentials(frame);
           case 'error':
-            return log.warn({ code: frame.code, message: frame.message }, 'the gateway reported an error');
+            log.warn({ code: frame.code, message: frame.message }, 'the gateway reported an error');
+            return handlers.onError(frame);
         }
       });
       socket.on('error', (err) => {

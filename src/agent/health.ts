@@ -13,6 +13,11 @@ export interface AgentMetrics {
   reconcilesRequested: Counter<'kind' | 'mode'>;
   triggerFailures: Counter<'reason'>;
   managedSources: Gauge<'kind'>;
+  statusObjects: Gauge<'kind'>;
+  statusFrames: Counter<'full'>;
+  statusTruncated: Gauge;
+  credentialsApplied: Counter;
+  credentialsFailures: Counter<'reason'>;
 }
 
 export function createAgentMetrics(): AgentMetrics {
@@ -47,6 +52,34 @@ export function createAgentMetrics(): AgentMetrics {
       name: 'kasgate_agent_managed_sources',
       help: 'Flux sources on the GitLab instance (GitRepository) or its registry (OCIRepository) that the agent manages, by kind',
       labelNames: ['kind'] as const,
+      registers,
+    }),
+    statusObjects: new Gauge({
+      name: 'kasgate_agent_status_objects',
+      help: 'Flux objects reported to the gateway on the current connection, by kind',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    statusFrames: new Counter({
+      name: 'kasgate_agent_status_frames_total',
+      help: 'status frames sent to the gateway (full: a full set or one of its parts; otherwise changes)',
+      labelNames: ['full'] as const,
+      registers,
+    }),
+    statusTruncated: new Gauge({
+      name: 'kasgate_agent_status_truncated',
+      help: '1 while the agent knows more Flux objects than the gateway takes (limits.maxStatusObjects) and reports only that many',
+      registers,
+    }),
+    credentialsApplied: new Counter({
+      name: 'kasgate_agent_credentials_applied_total',
+      help: 'credentials frames whose Secret the agent wrote in every namespace',
+      registers,
+    }),
+    credentialsFailures: new Counter({
+      name: 'kasgate_agent_credentials_failures_total',
+      help: 'attempts to write a credentials Secret that failed (forbidden: no rights in a namespace; foreign: a Secret kasgate does not manage; invalid; error)',
+      labelNames: ['reason'] as const,
       registers,
     }),
   };

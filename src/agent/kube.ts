@@ -1,5 +1,6 @@
 /**
- * Kubernetes access: configuration, Flux CRD discovery, and the watch of Flux source objects.
+ * Kubernetes access: configuration, Flux CRD discovery, and the watch of Flux objects (sources,
+ * Kustomizations, HelmReleases).
  */
 import {
   ApiException,
@@ -52,6 +53,22 @@ export const RECEIVER: CrdRef = {
   kind: 'Receiver',
 };
 
+/** kustomize-controller's Kustomization (docs/spec/v1/kustomizations.md). */
+export const KUSTOMIZATION: CrdRef = {
+  group: 'kustomize.toolkit.fluxcd.io',
+  version: 'v1',
+  plural: 'kustomizations',
+  kind: 'Kustomization',
+};
+
+/** helm-controller's HelmRelease (api/v2/helmrelease_types.go). */
+export const HELM_RELEASE: CrdRef = {
+  group: 'helm.toolkit.fluxcd.io',
+  version: 'v2',
+  plural: 'helmreleases',
+  kind: 'HelmRelease',
+};
+
 export const crdName = (crd: CrdRef): string => `${crd.plural}.${crd.group}/${crd.version}`;
 
 export const apiVersionOf = (crd: CrdRef): string => `${crd.group}/${crd.version}`;
@@ -90,6 +107,8 @@ export interface WatchHandlers {
 export interface SourceWatch {
   /** Resolves once every watched scope has been listed successfully once. */
   readonly synced: Promise<void>;
+  /** Resolves once every watched scope has been listed, or has failed once (its objects then come later, as changes). */
+  readonly settled: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -117,11 +136,15 @@ export function watchObjects(
       : `/apis/${group}/${version}/${plural}`;
     let markListed: () => void = () => {};
     const listed = new Promise<void>((resolve) => (markListed = resolve));
+    let markSettled: () => void = () => {};
+    const settled = new Promise<void>((resolve) => (markSettled = resolve));
+    void listed.then(() => markSettled());
     const list = async (): Promise<KubernetesListObject<KubernetesObject>> => {
       const result = (await (namespace
         ? custom.listNamespacedCustomObject({ group, version, namespace, plural })
         : custom.listClusterCustomObject({ group, version, plural }))) as KubernetesListObject<KubernetesObject>;
-      markListed();
+      // After the informer has taken the items (it does so right after this returns), not before.
+      setImmediate(markListed);
       return result;
     };
     const informer: Informer<KubernetesObject> = makeInformer(kc, path, list);
@@ -129,6 +152,7 @@ export function watchObjects(
     informer.on('update', handlers.onUpsert);
     informer.on('delete', handlers.onDelete);
     informer.on('error', (err: unknown) => {
+      markSettled();
       if (stopped) return;
       logger.warn({ err: describeError(err), scope: namespace ?? 'all namespaces' }, `${crd.kind} watch failed; retrying`);
       const timer = setTimeout(() => {
@@ -137,12 +161,13 @@ export function watchObjects(
       }, retryMs);
       timers.add(timer);
     });
-    const entry = { informer, listed, starting: informer.start() };
+    const entry = { informer, listed, settled, starting: informer.start() };
     return entry;
   });
 
   return {
     synced: Promise.all(informers.map((i) => i.listed)).then(() => undefined),
+    settled: Promise.all(informers.map((i) => i.settled)).then(() => undefined),
     async stop() {
       stopped = true;
       for (const timer of timers) clearTimeout(timer);

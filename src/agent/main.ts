@@ -2,7 +2,9 @@
  * The in-cluster agent: `kasgate agent`. Finds the Flux sources on our GitLab (GitRepositories)
  * and its container registry (OCIRepositories), subscribes to their projects, and asks Flux to
  * reconcile the right ones when the gateway reports a push or an artifact: by annotating them
- * (the default), or through a Receiver per source (receiver mode).
+ * (the default), or through a Receiver per source (receiver mode). It reports the state of those
+ * sources and of the Kustomizations and HelmReleases on them (`status` frames), and writes the
+ * credentials the gateway sends for Flux as Secrets.
  */
 import { readFile } from 'node:fs/promises';
 import { CoreV1Api, CustomObjectsApi, KubernetesObjectApi, type KubeConfig } from '@kubernetes/client-node';
@@ -11,12 +13,15 @@ import type { SubscribeFrame } from '../protocol/kasgate-v1.js';
 import { AnnotateReconciler } from './annotate.js';
 import { sleep } from './backoff.js';
 import { AgentConfigError, parseAgentConfig, type AgentConfig } from './config.js';
+import { CredentialsWriter } from './credentials.js';
 import { EventDispatcher } from './dispatcher.js';
 import { EventCursor } from './event-cursor.js';
 import { GatewayClient } from './gateway-client.js';
 import { createAgentMetrics, startHealthServer, type AgentMetrics, type AgentStatus, type HealthServer } from './health.js';
 import {
   GIT_REPOSITORY,
+  HELM_RELEASE,
+  KUSTOMIZATION,
   OCI_REPOSITORY,
   RECEIVER,
   crdName,
@@ -26,13 +31,16 @@ import {
   watchObjects,
   type CrdRef,
   type SourceWatch,
+  type WatchHandlers,
 } from './kube.js';
 import type { Reconciler } from './reconciler.js';
 import { ReceiverReconciler } from './receiver-mode.js';
 import { ReceiverManager } from './receivers.js';
 import { gitlabLocation } from './repo-url.js';
 import { SourceRegistry, type SourceKind } from './sources.js';
+import { StatusReporter } from './status-reporter.js';
 import { ReceiverTrigger, receiverUrlFromConfig } from './trigger.js';
+import { WorkloadRegistry, type WorkloadKind } from './workloads.js';
 
 export { parseAgentConfig, AgentConfigError, type AgentConfig } from './config.js';
 export { TokenRevokedError } from './gateway-client.js';
@@ -51,11 +59,26 @@ export interface AgentHandle {
   readonly metrics: AgentMetrics;
   /** The managed sources (what status reporting builds on). */
   readonly sources: SourceRegistry;
+  /** The Kustomizations and HelmReleases the agent watches (those on managed sources are reported). */
+  readonly workloads: WorkloadRegistry;
   status(): AgentStatus;
   close(): Promise<void>;
 }
 
-const KIND_CRDS: Record<SourceKind, CrdRef> = { GitRepository: GIT_REPOSITORY, OCIRepository: OCI_REPOSITORY };
+type WatchedKind = SourceKind | WorkloadKind;
+
+/** How long the first full status set waits for the first lists of Kustomizations and HelmReleases. */
+const PRIMED_TIMEOUT_MS = 10_000;
+
+/** The gateway's error code asking for the full status set again, from part 1. */
+const STATUS_PART_OUT_OF_ORDER = 'status_part_out_of_order';
+
+const KIND_CRDS: Record<WatchedKind, CrdRef> = {
+  GitRepository: GIT_REPOSITORY,
+  OCIRepository: OCI_REPOSITORY,
+  Kustomization: KUSTOMIZATION,
+  HelmRelease: HELM_RELEASE,
+};
 
 /**
  * What discovery must list before the agent starts: GitRepositories, and Receivers only in
@@ -67,10 +90,11 @@ export function requiredCrds(config: AgentConfig): CrdRef[] {
 
 /**
  * What the agent uses when it is there: OCIRepositories (`v1` since Flux 2.6) when it knows the
- * registry. Without the CRD the agent works for Git and keeps looking for it.
+ * registry, and Kustomizations and HelmReleases (for status reporting; a cluster may run without
+ * helm-controller). Without one of them the agent works without it and keeps looking for it.
  */
 export function optionalCrds(config: AgentConfig): CrdRef[] {
-  return config.registryHost === undefined ? [] : [OCI_REPOSITORY];
+  return [...(config.registryHost === undefined ? [] : [OCI_REPOSITORY]), KUSTOMIZATION, HELM_RELEASE];
 }
 
 export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Promise<AgentHandle> {
@@ -89,11 +113,32 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   };
   let gateway: GatewayClient | undefined;
   const watches: SourceWatch[] = [];
+  /** The Kustomization and HelmRelease watches: the full status set waits for their first list. */
+  const workloadWatches: SourceWatch[] = [];
   let subscribedKey: string | undefined;
   let scheduledKey: string | undefined;
   let debounce: NodeJS.Timeout | undefined;
 
   const registry = new SourceRegistry({ gitlab: gitlabLocation(config.gitlabUrl), registryHost: config.registryHost, logger });
+  const workloads = new WorkloadRegistry(logger);
+  const reporter = new StatusReporter({
+    sources: registry,
+    workloads,
+    logger,
+    metrics,
+    batchMs: config.statusBatchMs,
+    send: (text) => gateway?.sendText(text) ?? false,
+    // Bounded: an API server that never answers a list must not hold back the sources' state.
+    primed: () => Promise.race([Promise.all(workloadWatches.map((w) => w.settled)).then(() => undefined), sleep(PRIMED_TIMEOUT_MS, stop.signal)]),
+  });
+  const credentials = new CredentialsWriter({
+    core: kc.makeApiClient(CoreV1Api),
+    objects: KubernetesObjectApi.makeApiClient(kc),
+    logger,
+    metrics,
+    send: (frame) => gateway?.send(frame) ?? false,
+    retry: config.credentialsRetry,
+  });
 
   const sendSubscribe = (): void => {
     if (!gateway?.ready) return;
@@ -180,19 +225,27 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       handlers: {
         onHello: (frame) => {
           takeGatewayConfig(frame.config);
+          reporter.connected(frame.limits);
           subscribedKey = undefined;
           logger.info({ agentId: frame.agentId, connectionId: frame.connectionId }, 'gateway said hello');
           sendSubscribe();
         },
         onConfig: (frame) => takeGatewayConfig(frame.config),
         onSubscribed: (frame) => {
+          reporter.subscribed();
           const unverified = frame.projects.filter((p) => p.access === 'unverified').map((p) => p.path);
           if (unverified.length > 0) logger.info({ projects: unverified }, 'projects not granted: their events arrive only while public');
         },
         onPush: (frame) => dispatcher.handlePush(frame),
         onArtifact: (frame) => dispatcher.handleArtifact(frame),
         onResync: (frame) => dispatcher.handleResync(frame.reason),
+        onCredentials: (frame) => credentials.handle(frame),
+        onError: (frame) => {
+          // The gateway lost track of a full set being assembled: it asks for the set again.
+          if (frame.code === STATUS_PART_OUT_OF_ORDER) reporter.resendFull();
+        },
         onConnectedChange: (connected) => {
+          if (!connected) reporter.disconnected();
           state.gateway = connected ? 'connected' : 'connecting';
           metrics.connected.set(connected ? 1 : 0);
         },
@@ -232,13 +285,19 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     }
     if (stop.signal.aborted) return;
     state.fluxCrds = 'found';
-    const kinds: SourceKind[] = ['GitRepository'];
-    if (optional.includes(OCI_REPOSITORY)) {
-      if (missing.includes(crdName(OCI_REPOSITORY))) void watchWhenFound('OCIRepository');
-      else kinds.push('OCIRepository');
+    startWatch('GitRepository');
+    const optionalKinds: WatchedKind[] = [
+      ...(optional.includes(OCI_REPOSITORY) ? (['OCIRepository'] as const) : []),
+      'Kustomization',
+      'HelmRelease',
+    ];
+    for (const kind of optionalKinds) {
+      if (missing.includes(crdName(KIND_CRDS[kind]))) void watchWhenFound(kind);
+      else startWatch(kind);
     }
-    for (const kind of kinds) startWatch(kind);
     const stopped = new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+    // The sources must be known before subscribing; Kustomizations and HelmReleases only matter
+    // for the status set, which waits for them by itself.
     await Promise.race([Promise.all(watches.map((w) => w.synced)), stopped]);
     if (stop.signal.aborted) return;
     state.synced = true;
@@ -249,15 +308,21 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     connect();
   };
 
-  const startWatch = (kind: SourceKind): void => {
-    const handlers = { onUpsert: registry.upsert.bind(registry, kind), onDelete: registry.remove.bind(registry, kind) };
+  const startWatch = (kind: WatchedKind): void => {
+    if (kind === 'Kustomization' || kind === 'HelmRelease') {
+      const handlers: WatchHandlers = { onUpsert: (o) => workloads.upsert(kind, o), onDelete: (o) => workloads.remove(kind, o) };
+      workloadWatches.push(watchObjects(kc, KIND_CRDS[kind], config.watchNamespaces, handlers, config.kubeRetryMs, logger));
+      return;
+    }
+    const handlers: WatchHandlers = { onUpsert: (o) => registry.upsert(kind, o), onDelete: (o) => registry.remove(kind, o) };
     watches.push(watchObjects(kc, KIND_CRDS[kind], config.watchNamespaces, handlers, config.kubeRetryMs, logger));
   };
 
   /** A CRD the agent can do without: look for it until it appears, then watch its objects. */
-  const watchWhenFound = async (kind: SourceKind): Promise<void> => {
+  const watchWhenFound = async (kind: WatchedKind): Promise<void> => {
     const crd = KIND_CRDS[kind];
-    logger.warn({ missing: crdName(crd) }, `${kind} CRD not found: ${kind}s are not managed until it appears`);
+    const what = kind === 'OCIRepository' ? `${kind}s are not managed` : `${kind}s are not reported`;
+    logger.warn({ missing: crdName(crd) }, `${kind} CRD not found: ${what} until it appears`);
     while (!stop.signal.aborted) {
       await sleep(config.kubeRetryMs, stop.signal);
       if (stop.signal.aborted) return;
@@ -268,7 +333,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         continue;
       }
       state.missingCrds = state.missingCrds.filter((name) => name !== crdName(crd));
-      logger.info({ crd: crdName(crd) }, `${kind} CRD found; managing ${kind}s`);
+      logger.info({ crd: crdName(crd) }, `${kind} CRD found; watching ${kind}s`);
       startWatch(kind);
       return;
     }
@@ -281,11 +346,14 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       logger.info('agent stopping');
       stop.abort();
       clearTimeout(debounce);
+      reporter.close();
+      credentials.close();
       await gateway?.close();
-      await Promise.all(watches.map((w) => w.stop()));
+      await Promise.all([...watches, ...workloadWatches].map((w) => w.stop()));
       reconciler.close();
-      await dispatcher.idle();
+      await Promise.all([dispatcher.idle(), credentials.idle()]);
       registry.close();
+      workloads.close();
       await health?.close();
       state.gateway = state.gateway === 'revoked' ? 'revoked' : 'stopped';
       metrics.connected.set(0);
@@ -293,7 +361,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       settle?.resolve();
     })());
 
-  return { done, healthPort: health?.port, metrics, sources: registry, status, close };
+  return { done, healthPort: health?.port, metrics, sources: registry, workloads, status, close };
 }
 
 async function readTokenFile(path: string): Promise<string> {

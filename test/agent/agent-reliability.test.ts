@@ -151,13 +151,20 @@ describe('agent with the RBAC of deploy/agent', () => {
   const receiverMode = deployPath('agent/components/receiver-mode');
   const serviceProxy = deployPath('agent/components/service-proxy');
 
-  it('annotate mode: the base rules alone do the whole job, without Receiver CRD, Secret or Receiver rights', async () => {
+  it('annotate mode: the base rules alone do the whole job (status reporting included), without Receiver CRD, Secret or Receiver rights', async () => {
     const rules = await rulesFromKustomization(base);
-    expect(rules.flatMap((r) => r.resources ?? []).sort()).toEqual(['gitrepositories', 'ocirepositories']);
+    expect(rules.flatMap((r) => r.resources ?? []).sort()).toEqual(['gitrepositories', 'helmreleases', 'kustomizations', 'ocirepositories']);
+    // Kustomizations and HelmReleases are only read.
+    for (const rule of rules.filter((r) => r.resources?.some((x) => x === 'kustomizations' || x === 'helmreleases'))) {
+      expect(rule.verbs.sort()).toEqual(['get', 'list', 'watch']);
+    }
     h = await createHarness({ rbac: rules, crds: { receivers: false } });
     peer = await new ProtocolPeer(TOKEN).start();
+    peer.answerSubscribes = true;
     h.kube.putGitRepository('apps', 'app', { url: 'https://gitlab.example.com/group/app.git', ref: { branch: 'main' } });
     h.kube.putOciRepository('apps', 'manifests', { url: `oci://${REGISTRY_HOST}/group/app/manifests` });
+    h.kube.putKustomization('apps', 'app', { sourceRef: { kind: 'GitRepository', name: 'app' } });
+    h.kube.putHelmRelease('apps', 'chart', { chartRef: { kind: 'OCIRepository', name: 'manifests' } });
     const agent = await h.startAgent({ gatewayUrl: peer.url, agentToken: TOKEN });
     const conn = await peer.connection(0);
     await conn.nextFrame('subscribe');
@@ -165,9 +172,28 @@ describe('agent with the RBAC of deploy/agent', () => {
     conn.send(tagPush('2', 'group/app/manifests', 'latest'));
     await waitFor(() => conn.framesOf('ack').some((a) => a.eventId === '2'), 5000, 'both events handled');
     expect(okPatches().map((p) => `${p.kind}/${p.name}`)).toEqual(['GitRepository/app', 'OCIRepository/manifests']);
+    const full = await conn.nextFrame('status');
+    expect(full.objects.map((o) => `${o.kind}/${o.name}`).sort()).toEqual(['GitRepository/app', 'HelmRelease/chart', 'Kustomization/app', 'OCIRepository/manifests']);
     expect(h.kube.forbidden).toEqual([]);
     expect(h.kube.secrets.size + h.kube.receivers.size).toBe(0);
     expect(agent.status()).toMatchObject({ ready: true, triggerMode: 'annotate' });
+  });
+
+  it('an older ClusterRole without Kustomization and HelmRelease rights: the agent still works and reports its sources', async () => {
+    const rules = (await rulesFromKustomization(base)).filter((r) => r.resources?.includes('gitrepositories'));
+    h = await createHarness({ rbac: rules });
+    peer = await new ProtocolPeer(TOKEN).start();
+    peer.answerSubscribes = true;
+    h.kube.putGitRepository('apps', 'app', { url: 'https://gitlab.example.com/group/app.git', ref: { branch: 'main' } });
+    h.kube.putKustomization('apps', 'app', { sourceRef: { kind: 'GitRepository', name: 'app' } });
+    const agent = await h.startAgent({ gatewayUrl: peer.url, agentToken: TOKEN });
+    const conn = await peer.connection(0);
+    const full = await conn.nextFrame('status');
+    expect(full.objects.map((o) => `${o.kind}/${o.name}`)).toEqual(['GitRepository/app']);
+    expect(h.kube.forbidden).toContainEqual({ apiGroup: 'kustomize.toolkit.fluxcd.io', resource: 'kustomizations', verb: 'list' });
+    conn.send(push('1', 'group/app', 'refs/heads/main'));
+    expect(await conn.nextFrame('ack')).toEqual({ type: 'ack', eventId: '1' });
+    expect(agent.status()).toMatchObject({ ready: true });
   });
 
   it('annotate mode is really enforced: without patch, the annotation is forbidden', async () => {
@@ -180,7 +206,7 @@ describe('agent with the RBAC of deploy/agent', () => {
     await conn.nextFrame('subscribe');
     conn.send(push('1', 'group/app', 'refs/heads/main'));
     expect(await conn.nextFrame('ack')).toEqual({ type: 'ack', eventId: '1' });
-    expect(h.kube.forbidden).toEqual([{ apiGroup: 'source.toolkit.fluxcd.io', resource: 'gitrepositories', name: 'app', verb: 'patch' }]);
+    expect(h.kube.forbidden).toEqual([{ apiGroup: 'source.toolkit.fluxcd.io', resource: 'gitrepositories', namespace: 'apps', name: 'app', verb: 'patch' }]);
     expect(h.kube.requestedAt('GitRepository', 'apps', 'app')).toBeUndefined();
     expect(await agent.metrics.registry.metrics()).toMatch(/kasgate_agent_trigger_failures_total\{reason="rejected"\} 1/);
   });

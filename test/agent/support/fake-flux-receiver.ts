@@ -6,7 +6,9 @@
  * - `generic-hmac` needs `X-Signature: <sha1|sha256|sha512>=<hex HMAC of the body keyed with the
  *   token>`, the token read from the Receiver's Secret at the time of the request (400 when
  *   missing or wrong, as Flux answers a failed validation);
- * - 200 when accepted.
+ * - 200 when accepted, after annotating each resource the Receiver names with
+ *   `reconcile.fluxcd.io/requestedAt` (notification-controller's receiver handler requests the
+ *   reconciliation that way, so source-controller then does what it does for `flux reconcile`).
  * Receivers and their Secrets are read from the test API server, as Flux reads them from the cluster.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
@@ -77,13 +79,13 @@ export class FakeFluxReceiver {
     if (token === undefined) return reject(400);
     if (receiver['spec']?.type !== 'generic-hmac') return reject(400);
     if (!validSignature(req.headers['x-signature'], body, token)) return reject(400);
-    this.calls.push({
-      namespace,
-      name,
-      resources: (receiver['spec']?.resources ?? []).map((r: { kind: string; name: string }) => `${r.kind}/${r.name}`),
-      body,
-      headers: req.headers,
-    });
+    const resources: { kind: string; name: string }[] = receiver['spec']?.resources ?? [];
+    this.calls.push({ namespace, name, resources: resources.map((r) => `${r.kind}/${r.name}`), body, headers: req.headers });
+    for (const resource of resources) {
+      if (resource.kind === 'GitRepository' || resource.kind === 'OCIRepository') {
+        this.kube.annotate(resource.kind, namespace, resource.name, { 'reconcile.fluxcd.io/requestedAt': new Date().toISOString() });
+      }
+    }
     return 200;
   }
 }

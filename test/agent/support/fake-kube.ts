@@ -1,21 +1,24 @@
 /**
- * A test Kubernetes API server over plain HTTP: API discovery for core/v1 and the two Flux CRD
- * groups; GitRepository and OCIRepository list + watch, get, and JSON merge patch
- * (`application/merge-patch+json`, RFC 7386, as `kubectl patch --type=merge` and
- * `flux reconcile` send); server-side apply of Secrets and Receivers, Receiver GET, and the
- * service proxy (`/api/v1/namespaces/<ns>/services/<svc>/proxy/...`). It checks the bearer
- * token and (when given) RBAC like a real API server, and emulates notification-controller
- * setting a Receiver's `status.webhookPath` (or lets the test set it).
+ * A test Kubernetes API server over plain HTTP: API discovery for core/v1 and the Flux CRD
+ * groups (source, kustomize, helm, notification); GitRepository, OCIRepository, Kustomization
+ * and HelmRelease list + watch, get, and JSON merge patch (`application/merge-patch+json`,
+ * RFC 7386, as `kubectl patch --type=merge` and `flux reconcile` send); server-side apply of
+ * Secrets and Receivers, Secret and Receiver GET, and the service proxy
+ * (`/api/v1/namespaces/<ns>/services/<svc>/proxy/...`). It checks the bearer token and (when
+ * given) RBAC like a real API server, namespaced Roles included, and emulates
+ * notification-controller setting a Receiver's `status.webhookPath` (or lets the test set it).
+ * With `controllers`, source-, kustomize- and helm-controller stand-ins move status as Flux
+ * does (fake-flux-controllers.ts).
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { FakeFluxControllers, type ControllerOptions } from './fake-flux-controllers.js';
 import { fluxWebhookPath } from './fake-flux-receiver.js';
 import { allows, attributesOf, type PolicyRule, type RequestAttributes } from './fake-rbac.js';
 
-type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; [key: string]: any };
+export type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; [key: string]: any };
 
-const SOURCE = '/apis/source.toolkit.fluxcd.io/v1';
 const NOTIFICATION = '/apis/notification.toolkit.fluxcd.io/v1';
 
 export interface ApplyRecord {
@@ -29,11 +32,22 @@ export interface ApplyRecord {
 }
 
 export type SourceKind = 'GitRepository' | 'OCIRepository';
+export type FluxObjectKind = SourceKind | 'Kustomization' | 'HelmRelease';
 
-const SOURCE_PLURALS: Record<string, SourceKind> = { gitrepositories: 'GitRepository', ocirepositories: 'OCIRepository' };
+/** Where each Flux kind is served, and which `crds` switch serves it. */
+export const FLUX_KINDS: Record<FluxObjectKind, { group: string; version: string; plural: string; crd: keyof FakeKube['crds'] }> = {
+  GitRepository: { group: 'source.toolkit.fluxcd.io', version: 'v1', plural: 'gitrepositories', crd: 'gitRepositories' },
+  OCIRepository: { group: 'source.toolkit.fluxcd.io', version: 'v1', plural: 'ocirepositories', crd: 'ociRepositories' },
+  Kustomization: { group: 'kustomize.toolkit.fluxcd.io', version: 'v1', plural: 'kustomizations', crd: 'kustomizations' },
+  HelmRelease: { group: 'helm.toolkit.fluxcd.io', version: 'v2', plural: 'helmreleases', crd: 'helmReleases' },
+};
+const KIND_NAMES = Object.keys(FLUX_KINDS) as FluxObjectKind[];
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+export type ObjectListener = (type: WatchEventType, object: Obj) => void;
 
 export interface SourcePatch {
-  kind: SourceKind;
+  kind: FluxObjectKind;
   namespace: string;
   name: string;
   contentType: string;
@@ -45,19 +59,27 @@ export interface SourcePatch {
 
 export interface FakeKubeOptions {
   token?: string;
-  crds?: { gitRepositories?: boolean; ociRepositories?: boolean; receivers?: boolean };
+  crds?: { gitRepositories?: boolean; ociRepositories?: boolean; kustomizations?: boolean; helmReleases?: boolean; receivers?: boolean };
   /** Set `status.webhookPath` on applied Receivers as notification-controller would (default true). */
   fluxController?: boolean;
   /** Enforce these RBAC rules (403 otherwise); no enforcement when absent. */
   rbac?: PolicyRule[];
+  /** Run the Flux controller stand-ins (status moves as Flux moves it); off when absent. */
+  controllers?: boolean | ControllerOptions;
 }
 
 export class FakeKube {
   readonly token: string;
-  crds: { gitRepositories: boolean; ociRepositories: boolean; receivers: boolean };
+  crds: { gitRepositories: boolean; ociRepositories: boolean; kustomizations: boolean; helmReleases: boolean; receivers: boolean };
   fluxController: boolean;
   readonly gitRepositories = new Map<string, Obj>();
   readonly ociRepositories = new Map<string, Obj>();
+  readonly kustomizations = new Map<string, Obj>();
+  readonly helmReleases = new Map<string, Obj>();
+  /** Source-, kustomize- and helm-controller stand-ins (when the `controllers` option is set). */
+  readonly flux: FakeFluxControllers | undefined;
+  /** Told of every change to a Flux object, after watchers (the controller stand-ins listen here). */
+  readonly listeners = new Set<ObjectListener>();
   /** Every PATCH of a source object, in arrival order (refused ones included, marked failed). */
   readonly sourcePatches: SourcePatch[] = [];
   /** Answers for the next source patches, in order, before handling them normally: a status, or 'drop' to cut the connection. */
@@ -74,15 +96,16 @@ export class FakeKube {
   readonly services = new Map<string, string>();
   private resourceVersion = 1;
   private readonly history: { rv: number; type: string; object: Obj }[] = [];
-  private readonly watchers = new Set<{ kind: SourceKind; namespace: string | undefined; res: http.ServerResponse }>();
+  private readonly watchers = new Set<{ kind: FluxObjectKind; namespace: string | undefined; res: http.ServerResponse }>();
   private server: http.Server | undefined;
   url = '';
 
   constructor(options: FakeKubeOptions = {}) {
     this.token = options.token ?? `kube-${randomUUID()}`;
-    this.crds = { gitRepositories: true, ociRepositories: true, receivers: true, ...options.crds };
+    this.crds = { gitRepositories: true, ociRepositories: true, kustomizations: true, helmReleases: true, receivers: true, ...options.crds };
     this.fluxController = options.fluxController ?? true;
     this.rbac = options.rbac;
+    if (options.controllers) this.flux = new FakeFluxControllers(this, options.controllers === true ? {} : options.controllers);
   }
 
   async start(): Promise<this> {
@@ -97,6 +120,7 @@ export class FakeKube {
   }
 
   async close(): Promise<void> {
+    this.flux?.stop();
     for (const w of this.watchers) w.res.end();
     this.watchers.clear();
     this.server?.closeAllConnections();
@@ -123,16 +147,54 @@ export class FakeKube {
     return this.putSource('OCIRepository', namespace, name, spec);
   }
 
+  putKustomization(namespace: string, name: string, spec: Record<string, unknown>): Obj {
+    return this.putSource('Kustomization', namespace, name, { prune: true, ...spec });
+  }
+
+  putHelmRelease(namespace: string, name: string, spec: Record<string, unknown>): Obj {
+    return this.putSource('HelmRelease', namespace, name, spec);
+  }
+
   deleteGitRepository(namespace: string, name: string): void {
     this.deleteSource('GitRepository', namespace, name);
   }
 
-  sourcesOf(kind: SourceKind): Map<string, Obj> {
-    return kind === 'GitRepository' ? this.gitRepositories : this.ociRepositories;
+  sourcesOf(kind: FluxObjectKind): Map<string, Obj> {
+    return { GitRepository: this.gitRepositories, OCIRepository: this.ociRepositories, Kustomization: this.kustomizations, HelmRelease: this.helmReleases }[kind];
+  }
+
+  get(kind: FluxObjectKind, namespace: string, name: string): Obj | undefined {
+    return this.sourcesOf(kind).get(`${namespace}/${name}`);
+  }
+
+  /** What a controller's status update does (the status subresource): a new resourceVersion, a MODIFIED event, the same generation. */
+  setStatus(kind: FluxObjectKind, namespace: string, name: string, update: (previous: Record<string, any>) => Record<string, any>): Obj | undefined {
+    const map = this.sourcesOf(kind);
+    const existing = map.get(`${namespace}/${name}`);
+    if (!existing) return undefined;
+    const updated: Obj = {
+      ...existing,
+      metadata: { ...existing.metadata, resourceVersion: String(++this.resourceVersion) },
+      status: update(structuredClone(existing['status'] ?? {})),
+    };
+    map.set(`${namespace}/${name}`, updated);
+    this.emit('MODIFIED', updated);
+    return updated;
+  }
+
+  /** What an API client's merge patch of the annotation does (notification-controller's Receiver, `flux reconcile`). */
+  annotate(kind: FluxObjectKind, namespace: string, name: string, annotations: Record<string, string>): void {
+    const map = this.sourcesOf(kind);
+    const existing = map.get(`${namespace}/${name}`);
+    if (!existing) return;
+    const updated = mergePatch(existing, { metadata: { annotations } }) as Obj;
+    updated.metadata = { ...updated.metadata, resourceVersion: String(++this.resourceVersion) };
+    map.set(`${namespace}/${name}`, updated);
+    this.emit('MODIFIED', updated);
   }
 
   /** The `reconcile.fluxcd.io/requestedAt` annotation of a source, as Flux would read it. */
-  requestedAt(kind: SourceKind, namespace: string, name: string): string | undefined {
+  requestedAt(kind: FluxObjectKind, namespace: string, name: string): string | undefined {
     return this.sourcesOf(kind).get(`${namespace}/${name}`)?.metadata['annotations']?.['reconcile.fluxcd.io/requestedAt'];
   }
 
@@ -147,28 +209,34 @@ export class FakeKube {
     return counts;
   }
 
-  private putSource(kind: SourceKind, namespace: string, name: string, spec: Record<string, unknown>): Obj {
+  /** Creates or replaces an object's spec (status kept, generation bumped when the spec changes), as `kubectl apply` does. */
+  private putSource(kind: FluxObjectKind, namespace: string, name: string, spec: Record<string, unknown>): Obj {
     const key = `${namespace}/${name}`;
     const map = this.sourcesOf(kind);
     const existing = map.get(key);
+    const { group, version } = FLUX_KINDS[kind];
+    const fullSpec = { interval: '10m', ...spec };
+    const changed = JSON.stringify(existing?.['spec']) !== JSON.stringify(fullSpec);
     const object: Obj = {
-      apiVersion: 'source.toolkit.fluxcd.io/v1',
+      apiVersion: `${group}/${version}`,
       kind,
       metadata: {
         ...existing?.metadata,
         name,
         namespace,
         uid: existing?.metadata.uid ?? randomUUID(),
+        generation: (existing?.metadata['generation'] ?? 0) + (changed ? 1 : 0),
         resourceVersion: String(++this.resourceVersion),
       },
-      spec: { interval: '10m', ...spec },
+      spec: fullSpec,
+      ...(existing?.['status'] ? { status: existing['status'] } : {}),
     };
     map.set(key, object);
     this.emit(existing ? 'MODIFIED' : 'ADDED', object);
     return object;
   }
 
-  deleteSource(kind: SourceKind, namespace: string, name: string): void {
+  deleteSource(kind: FluxObjectKind, namespace: string, name: string): void {
     const key = `${namespace}/${name}`;
     const map = this.sourcesOf(kind);
     const object = map.get(key);
@@ -209,13 +277,14 @@ export class FakeKube {
     return encoded === undefined ? undefined : Buffer.from(encoded, 'base64').toString('utf8');
   }
 
-  private emit(type: string, object: Obj): void {
+  private emit(type: WatchEventType, object: Obj): void {
     const rv = Number(object.metadata.resourceVersion);
     this.history.push({ rv, type, object: structuredClone(object) });
     for (const w of this.watchers) {
       if (w.kind !== object.kind) continue;
       if (w.namespace === undefined || w.namespace === object.metadata.namespace) w.res.write(`${JSON.stringify({ type, object })}\n`);
     }
+    for (const listener of this.listeners) listener(type, object);
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): Promise<void> {
@@ -232,27 +301,33 @@ export class FakeKube {
     if (req.method === 'GET' && path === '/api/v1') {
       return send(res, 200, resourceList('v1', [['secrets', 'Secret'], ['services', 'Service']]));
     }
-    if (req.method === 'GET' && path === SOURCE) {
-      const resources: [string, string][] = [];
-      if (this.crds.gitRepositories) resources.push(['gitrepositories', 'GitRepository']);
-      if (this.crds.ociRepositories) resources.push(['ocirepositories', 'OCIRepository']);
-      if (resources.length === 0) return send(res, 404, status(404, 'not found'));
-      return send(res, 200, resourceList('source.toolkit.fluxcd.io/v1', resources));
+    if (req.method === 'GET') {
+      // Discovery of a Flux group: the kinds whose CRD is installed; 404 when none is.
+      const groupVersion = path.replace(/^\/apis\//, '');
+      const kinds = KIND_NAMES.filter((k) => `${FLUX_KINDS[k].group}/${FLUX_KINDS[k].version}` === groupVersion);
+      if (kinds.length > 0 && path.startsWith('/apis/')) {
+        const resources = kinds.filter((k) => this.served(k)).map((k): [string, string] => [FLUX_KINDS[k].plural, k]);
+        if (resources.length === 0) return send(res, 404, status(404, 'not found'));
+        return send(res, 200, resourceList(groupVersion, resources));
+      }
     }
     if (req.method === 'GET' && path === NOTIFICATION) {
       if (!this.crds.receivers) return send(res, 404, status(404, 'not found'));
       return send(res, 200, resourceList('notification.toolkit.fluxcd.io/v1', [['receivers', 'Receiver']]));
     }
-    const sources = new RegExp(`^${SOURCE}(?:/namespaces/([^/]+))?/(gitrepositories|ocirepositories)(?:/([^/]+))?$`).exec(path);
-    const sourceKind = sources ? (SOURCE_PLURALS[sources[2] as string] as SourceKind) : undefined;
-    if (sources && sourceKind && this.served(sourceKind)) {
-      const [, namespace, , name] = sources;
+    const routes = /^\/apis\/([^/]+)\/([^/]+)(?:\/namespaces\/([^/]+))?\/([^/]+)(?:\/([^/]+))?$/.exec(path);
+    const sourceKind = routes
+      ? KIND_NAMES.find((k) => FLUX_KINDS[k].group === routes[1] && FLUX_KINDS[k].version === routes[2] && FLUX_KINDS[k].plural === routes[4])
+      : undefined;
+    if (routes && sourceKind && this.served(sourceKind)) {
+      const [, , , namespace, plural, name] = routes;
+      const { group, version } = FLUX_KINDS[sourceKind];
       const map = this.sourcesOf(sourceKind);
       if (name !== undefined) {
         if (namespace === undefined) return send(res, 404, status(404, `no route for ${req.method} ${path}`));
         if (req.method === 'GET') {
           const found = map.get(`${namespace}/${name}`);
-          return found ? send(res, 200, found) : send(res, 404, status(404, `${sources[2]} "${name}" not found`));
+          return found ? send(res, 200, found) : send(res, 404, status(404, `${plural} "${name}" not found`));
         }
         if (req.method === 'PATCH') return this.patchSource(req, res, body, url, sourceKind, namespace, name);
         return send(res, 405, status(405, 'method not allowed'));
@@ -262,7 +337,7 @@ export class FakeKube {
       if (watch === 'true' || watch === '1') return this.watch(res, sourceKind, namespace, Number(url.searchParams.get('resourceVersion') ?? 0));
       const items = [...map.values()].filter((o) => namespace === undefined || o.metadata.namespace === namespace);
       return send(res, 200, {
-        apiVersion: 'source.toolkit.fluxcd.io/v1',
+        apiVersion: `${group}/${version}`,
         kind: `${sourceKind}List`,
         metadata: { resourceVersion: String(this.resourceVersion) },
         items,
@@ -277,11 +352,11 @@ export class FakeKube {
     send(res, 404, status(404, `no route for ${req.method} ${path}`));
   }
 
-  private served(kind: SourceKind): boolean {
-    return kind === 'GitRepository' ? this.crds.gitRepositories : this.crds.ociRepositories;
+  private served(kind: FluxObjectKind): boolean {
+    return this.crds[FLUX_KINDS[kind].crd];
   }
 
-  private watch(res: http.ServerResponse, kind: SourceKind, namespace: string | undefined, after: number): void {
+  private watch(res: http.ServerResponse, kind: FluxObjectKind, namespace: string | undefined, after: number): void {
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     res.flushHeaders(); // as the API server does: the client learns at once that the watch is open
     for (const event of this.history) {
@@ -301,7 +376,7 @@ export class FakeKube {
     res: http.ServerResponse,
     body: Buffer,
     url: URL,
-    kind: SourceKind,
+    kind: FluxObjectKind,
     namespace: string,
     name: string,
   ): void {
@@ -337,7 +412,7 @@ export class FakeKube {
     const existing = map.get(`${namespace}/${name}`);
     if (!existing) {
       record.failed = 404;
-      return send(res, 404, status(404, `${kind.toLowerCase()}s.source.toolkit.fluxcd.io "${name}" not found`));
+      return send(res, 404, status(404, `${FLUX_KINDS[kind].plural}.${FLUX_KINDS[kind].group} "${name}" not found`));
     }
     const merged = mergePatch(existing, patch) as Obj;
     merged.metadata = { ...merged.metadata, uid: existing.metadata.uid, name, namespace, resourceVersion: String(++this.resourceVersion) };
@@ -372,7 +447,7 @@ export class FakeKube {
     }
     const existing = map.get(key);
     // An apply that creates the object also needs the create verb, as in a real API server.
-    const create = { apiGroup: kind === 'Secret' ? '' : 'notification.toolkit.fluxcd.io', resource: `${kind.toLowerCase()}s`, name, verb: 'create' };
+    const create = { apiGroup: kind === 'Secret' ? '' : 'notification.toolkit.fluxcd.io', resource: `${kind.toLowerCase()}s`, namespace, name, verb: 'create' };
     if (!existing && !this.authorized(create)) return send(res, 403, status(403, `forbidden: ${JSON.stringify(create)}`));
     this.applies.push({ kind, namespace, name, contentType, fieldManager, force: url.searchParams.get('force'), body: applied });
     const stored: Obj = {

@@ -7,7 +7,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { AgentConfig } from '../../../src/agent/config.js';
 import { startAgent, type AgentHandle } from '../../../src/agent/main.js';
 import { FakeFluxReceiver } from './fake-flux-receiver.js';
@@ -21,7 +21,8 @@ export interface Harness {
   receiver: FakeFluxReceiver;
   kubeconfigPath: string;
   agents: AgentHandle[];
-  startAgent(config: Pick<AgentConfig, 'gatewayUrl' | 'agentToken'> & Partial<AgentConfig>): Promise<AgentHandle>;
+  /** Starts an agent in-process; `logger` replaces the default one (silent unless LOG_LEVEL says otherwise). */
+  startAgent(config: Pick<AgentConfig, 'gatewayUrl' | 'agentToken'> & Partial<AgentConfig>, logger?: Logger): Promise<AgentHandle>;
   close(): Promise<void>;
 }
 
@@ -38,7 +39,7 @@ export async function createHarness(kubeOptions: FakeKubeOptions = {}): Promise<
     receiver,
     kubeconfigPath,
     agents,
-    async startAgent(overrides) {
+    async startAgent(overrides, logger) {
       const config: AgentConfig = {
         gitlabUrl: GITLAB_URL,
         registryHost: REGISTRY_HOST,
@@ -51,10 +52,12 @@ export async function createHarness(kubeOptions: FakeKubeOptions = {}): Promise<
         subscribeDebounceMs: 50,
         trigger: { attempts: 4, minDelayMs: 20, maxDelayMs: 100, timeoutMs: 2000 },
         kubeRetryMs: 200,
+        statusBatchMs: 200,
+        credentialsRetry: { minMs: 50, maxMs: 400 },
         logLevel: 'silent',
         ...overrides,
       };
-      const agent = await startAgent(config, { logger: pino({ level: process.env['LOG_LEVEL'] ?? 'silent' }) });
+      const agent = await startAgent(config, { logger: logger ?? pino({ level: process.env['LOG_LEVEL'] ?? 'silent' }) });
       agents.push(agent);
       return agent;
     },

@@ -17,15 +17,29 @@ import { waitFor } from './wait.js';
 
 export class PeerConnection {
   readonly frames: ClientFrame[] = [];
+  /** The text of every frame, as it came (to check sizes), with the time it came. */
+  readonly raw: { text: string; at: number }[] = [];
+  /** Frames that did not parse as kasgate.v1 (the real gateway answers them with an error frame). */
+  readonly invalid: string[] = [];
   closed = false;
 
   constructor(
     readonly socket: WebSocket,
     readonly authorization: string | undefined,
+    answerSubscribes: boolean,
   ) {
     socket.on('message', (data) => {
-      const parsed = parseClientFrame(data.toString());
-      if (parsed.ok) this.frames.push(parsed.frame);
+      const text = data.toString();
+      this.raw.push({ text, at: Date.now() });
+      const parsed = parseClientFrame(text);
+      if (!parsed.ok) {
+        this.invalid.push(`${parsed.message}: ${text.slice(0, 200)}`);
+        return;
+      }
+      this.frames.push(parsed.frame);
+      if (answerSubscribes && parsed.frame.type === 'subscribe') {
+        this.send({ type: 'subscribed', projects: parsed.frame.projects.map((path) => ({ path, access: 'granted' })) });
+      }
     });
     socket.on('close', () => (this.closed = true));
   }
@@ -53,6 +67,10 @@ export class ProtocolPeer {
   /** HTTP statuses refused at the upgrade. */
   readonly refused: number[] = [];
   helloConfig: Record<string, unknown> = {};
+  /** `limits` of the hello frame; none (as an older gateway) when undefined. */
+  helloLimits: { maxFrameBytes: number; maxStatusObjects?: number } | undefined;
+  /** Answer every subscribe with `subscribed` (all granted), as the gateway does. */
+  answerSubscribes = false;
   heartbeatSeconds = 30;
   private server: http.Server | undefined;
   private wss: WebSocketServer | undefined;
@@ -74,7 +92,7 @@ export class ProtocolPeer {
         return;
       }
       this.wss?.handleUpgrade(req, socket, head, (ws) => {
-        const connection = new PeerConnection(ws, req.headers.authorization);
+        const connection = new PeerConnection(ws, req.headers.authorization, this.answerSubscribes);
         this.connections.push(connection);
         connection.send({
           type: 'hello',
@@ -82,6 +100,7 @@ export class ProtocolPeer {
           connectionId: `conn-${this.connections.length}`,
           heartbeatSeconds: this.heartbeatSeconds,
           config: this.helloConfig,
+          ...(this.helloLimits ? { limits: this.helloLimits } : {}),
         });
       });
     });
