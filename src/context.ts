@@ -26,6 +26,14 @@ import { createRedisPresence } from './fanout/redis-presence.js';
 import { createHub, type Hub } from './fanout/hub.js';
 import { startDispatcher, type Dispatcher } from './fanout/dispatcher.js';
 import { applyControl } from './fanout/control.js';
+import { createGitLabApi, type GitLabApi } from './gitlab/api/client.js';
+import { startStatusWorker, type StatusWorker } from './gitlab/commit-statuses/outbox.js';
+import { createDeploymentTracker } from './deployments/tracker.js';
+import { createDeliveryRecorder, type DeliveryRecorder } from './deployments/deliveries.js';
+import { createDeploymentStore, type DeploymentStore } from './deployments/deployment-store.js';
+import { startDeploymentSweeper } from './deployments/sweeper.js';
+import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
+import { createClusterState, type ClusterState } from './cluster/cluster-state.js';
 
 export interface AppContext {
   config: Config;
@@ -45,6 +53,18 @@ export interface AppContext {
   hub: Hub;
   dispatcher: Dispatcher;
   retention: ReturnType<typeof startRetention>;
+  /** The GitLab API client (commit statuses; config files, deploy tokens); undefined without KASGATE_GITLAB_URL/TOKEN. */
+  gitlabApi: GitLabApi | undefined;
+  /** Agents' Flux objects as reported in status frames. */
+  cluster: ClusterState;
+  /** Per-agent deliveries (the hub and replay record them). */
+  deliveries: DeliveryRecorder;
+  /** Deliveries and deployments of events, for the API and the status page. */
+  deployments: DeploymentStore;
+  /** What this replica just changed, for live views. */
+  changes: ChangeFeed;
+  /** Posts the commit statuses owed; undefined without the GitLab API. */
+  statusWorker: StatusWorker | undefined;
   /** Per dependency: 'ok' or what is wrong. */
   readiness(): Promise<Record<string, string>>;
   close(): Promise<void>;
@@ -96,6 +116,13 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       log,
     );
     closers.push(() => pool.end());
+    // Cluster state, deployments and commit statuses write from their own small pool, so that no
+    // amount of agent status traffic or GitLab trouble can queue a webhook behind it.
+    const backgroundPool = createPool(
+      { connection, schema: config.dbSchema, timeoutMs: Math.max(config.dbTimeoutMs, 10_000), max: embedded ? 2 : 4 },
+      log,
+    );
+    closers.push(() => backgroundPool.end());
 
     const secrets = embedded
       ? await resolveSecrets(config, log)
@@ -152,7 +179,71 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       deadlineMs: config.dbTimeoutMs + 300,
     });
 
-    const hub = createHub({ events, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
+    const changes = createChangeFeed();
+    const gitlabApi = config.gitlab
+      ? createGitLabApi({
+          url: config.gitlab.url,
+          token: config.gitlab.token,
+          requestsPerSecond: config.gitlab.requestsPerSecond,
+          burst: config.gitlab.burst,
+          timeoutMs: config.gitlab.timeoutMs,
+          log,
+          metrics,
+        })
+      : undefined;
+    if (gitlabApi) closers.push(async () => gitlabApi.close());
+    const statusWorker = gitlabApi
+      ? startStatusWorker({
+          pool: backgroundPool,
+          api: gitlabApi,
+          replicaId: config.replicaId,
+          leaseMs: 3 * config.gitlab!.timeoutMs + 5000,
+          expireAfterMs: config.eventRetentionMs,
+          metrics,
+          log,
+        })
+      : undefined;
+    if (statusWorker) closers.push(() => statusWorker.stop());
+    const tracker = createDeploymentTracker({
+      timeoutMs: config.deploymentTimeoutMs,
+      publicUrl: config.publicUrl,
+      gitlabUrl: config.gitlab?.url,
+      statuses: gitlabApi !== undefined,
+      metrics,
+      log,
+    });
+    const announce = (outcome: { eventIds: Set<string>; statusesQueued: number }) => {
+      changes.eventsChanged(outcome.eventIds);
+      if (outcome.statusesQueued > 0) statusWorker?.nudge();
+    };
+    const deliveries = createDeliveryRecorder({ pool: backgroundPool, tracker, log, onFlushed: announce });
+    closers.push(() => deliveries.close());
+    const cluster = createClusterState({
+      pool: backgroundPool,
+      presence,
+      tracker,
+      metrics,
+      log,
+      maxObjects: config.maxStatusObjects,
+      replicaId: config.replicaId,
+      onWritten: (agentId, outcome) => {
+        changes.objectsChanged(agentId);
+        announce(outcome);
+      },
+    });
+    closers.push(() => cluster.close());
+    const sweeper = startDeploymentSweeper({
+      pool: backgroundPool,
+      tracker,
+      timeoutMs: config.deploymentTimeoutMs,
+      keepMs: config.eventRetentionMs,
+      log,
+      onSwept: announce,
+    });
+    closers.push(() => sweeper.stop());
+    const deployments = createDeploymentStore(backgroundPool);
+
+    const hub = createHub({ events, deliveries, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
     closers.push(async () => hub.stop());
     dispatcher = await startDispatcher({ events, hub, bus, metrics, log, sweepSeconds: config.sweepSeconds });
     closers.push(() => dispatcher.stop());
@@ -182,6 +273,12 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       hub,
       dispatcher,
       retention,
+      gitlabApi,
+      cluster,
+      deliveries,
+      deployments,
+      changes,
+      statusWorker,
       async readiness() {
         const check = async (probe: () => Promise<unknown>) => {
           try {

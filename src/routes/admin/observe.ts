@@ -17,7 +17,7 @@ function decodeProjectParam(raw: string): string {
   }
 }
 
-const LoggedEvent = z
+export const LoggedEvent = z
   .object({
     id: z.string(),
     kind: z.enum(['push', 'tag_push']),
