@@ -13,10 +13,10 @@ import { inTransaction, lockAgents } from '../db/transaction.js';
 import type { DeploymentTracker, TrackerOutcome } from '../deployments/tracker.js';
 import type { Presence } from '../fanout/presence.js';
 import type { Metrics } from '../metrics.js';
-import type { StatusFrame } from '../protocol/kasgate-v1.js';
+import { ErrorCode, type StatusFrame } from '../protocol/kasgate-v1.js';
 import { sleep } from '../gitlab/api/rate-limiter.js';
 import { markClosed, readObjects, writeStatus, type StoredObject } from './object-store.js';
-import { absorb, StatusErrorCode, StatusIntake, type StatusWork } from './status-intake.js';
+import { absorb, StatusIntake, type StatusWork } from './status-intake.js';
 
 const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
 /** After its socket closed, a connection's last status is still written for this long. */
@@ -143,7 +143,7 @@ export function createClusterState(deps: ClusterStateDeps) {
         metrics.statusObjectsRefused.inc(written.refused);
         if (this.closedAt === undefined) {
           this.hooks.sendError(
-            StatusErrorCode.TooManyObjects,
+            ErrorCode.TooManyObjects,
             `${written.refused} object(s) not stored: at most ${deps.maxObjects} objects per agent (KASGATE_MAX_STATUS_OBJECTS); the agent is shown as truncated`,
           );
         }

@@ -8,7 +8,7 @@
  * absorb later changes, so what is queued per connection is bounded by its objects, whatever
  * the frame rate and however long the store is away.
  */
-import type { DeletedObject, ReportedObject, StatusFrame } from '../protocol/kasgate-v1.js';
+import { ErrorCode, type DeletedObject, type ReportedObject, type StatusFrame } from '../protocol/kasgate-v1.js';
 import { objectKey } from '../deployments/matching.js';
 
 export const DELETED = 'deleted' as const;
@@ -26,13 +26,6 @@ export interface StatusWork {
 }
 
 export type IntakeResult = { ok: true; work?: StatusWork } | { ok: false; code: string; message: string };
-
-export const StatusErrorCode = {
-  /** A part that does not continue the full set being assembled. */
-  PartOutOfOrder: 'status_part_out_of_order',
-  /** More objects than KASGATE_MAX_STATUS_OBJECTS for this agent: the excess was not stored. */
-  TooManyObjects: 'too_many_objects',
-} as const;
 
 const isDeleted = (o: ReportedObject | DeletedObject): o is DeletedObject => 'deleted' in o && o.deleted === true;
 
@@ -81,7 +74,7 @@ export class StatusIntake {
         this.held = undefined;
         return {
           ok: false,
-          code: StatusErrorCode.PartOutOfOrder,
+          code: ErrorCode.StatusPartOutOfOrder,
           message: `status part ${part} of ${parts} does not continue the full set (expected ${expected}); send the full set again from part 1`,
         };
       }
