@@ -111,18 +111,21 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       connection = { connectionString: config.databaseUrl };
     }
     await migrate(connection, config.dbSchema, log);
+    // Embedded: one connection. pglite-socket feeds every socket's protocol messages into PGlite's
+    // one session in arrival order, so two connections running parameterized queries at once can
+    // bind each other's unnamed statements ("malformed array literal"); PGlite runs one statement
+    // at a time anyway.
     const pool = createPool(
-      { connection, schema: config.dbSchema, timeoutMs: config.dbTimeoutMs, max: embedded ? 4 : 10 },
+      { connection, schema: config.dbSchema, timeoutMs: config.dbTimeoutMs, max: embedded ? 1 : 10 },
       log,
     );
     closers.push(() => pool.end());
     // Cluster state, deployments and commit statuses write from their own small pool, so that no
-    // amount of agent status traffic or GitLab trouble can queue a webhook behind it.
-    const backgroundPool = createPool(
-      { connection, schema: config.dbSchema, timeoutMs: Math.max(config.dbTimeoutMs, 10_000), max: embedded ? 2 : 4 },
-      log,
-    );
-    closers.push(() => backgroundPool.end());
+    // amount of agent status traffic or GitLab trouble can queue a webhook behind it (on Postgres).
+    const backgroundPool = embedded
+      ? pool
+      : createPool({ connection, schema: config.dbSchema, timeoutMs: Math.max(config.dbTimeoutMs, 10_000), max: 4 }, log);
+    if (!embedded) closers.push(() => backgroundPool.end());
 
     const secrets = embedded
       ? await resolveSecrets(config, log)

@@ -26,7 +26,7 @@ afterAll(async () => {
 
 function newDeployment(): Deployment {
   const deployment = createDeployment({
-    env: { KASGATE_GITLAB_URL: gitlab.url, KASGATE_GITLAB_TOKEN: gitlab.token, KASGATE_GITLAB_TIMEOUT: '1s', KASGATE_HEARTBEAT_SECONDS: '5' },
+    env: { KASGATE_GITLAB_URL: gitlab.url, KASGATE_GITLAB_TOKEN: gitlab.token, KASGATE_GITLAB_TIMEOUT: '1s', KASGATE_HEARTBEAT_SECONDS: '2' },
   });
   deployments.push(deployment);
   return deployment;
@@ -39,7 +39,7 @@ async function start(deployment: Deployment, name: string, port?: number): Promi
 }
 
 /** On `replica`: an agent with two Kustomizations, a push, the agent reporting both applied. Returns the sha and the status names. */
-async function owe(deployment: Deployment, replica: ReplicaProcess, label: string): Promise<{ sha: string; names: string[] }> {
+async function owe(deployment: Deployment, replica: ReplicaProcess, label: string): Promise<{ sha: string; names: string[]; agentId: string; close(): void }> {
   const id = nextProjectId();
   const project = { id, path: `group/${label}-${id}` };
   gitlab.addProject({ ...project, defaultBranch: 'main' });
@@ -64,8 +64,7 @@ async function owe(deployment: Deployment, replica: ReplicaProcess, label: strin
     10_000,
   );
   await eventually(() => gitlab.requests.filter((r) => r.path.endsWith(`/statuses/${sha}`) && r.status === 503).length, (n) => n >= 1, 10_000);
-  agent.ws.terminate();
-  return { sha, names: ['apps', 'infra'].map((k) => `kasgate/${agentName}/Kustomization/flux-system/${k}`) };
+  return { sha, names: ['apps', 'infra'].map((k) => `kasgate/${agentName}/Kustomization/flux-system/${k}`), agentId: registered.id, close: () => agent.ws.terminate() };
 }
 
 const exactlyOnce = (names: string[]) => Object.fromEntries(names.map((n) => [n, ['running', 'success']]));
@@ -74,10 +73,15 @@ test('a replica SIGKILLed with statuses owed: the other replica posts them, each
   const deployment = newDeployment();
   const [a, b] = await Promise.all([start(deployment, 'owe-a'), start(deployment, 'owe-b')]);
   gitlab.script({ status: 503, headers: { 'retry-after': '1' }, times: Infinity, match: (_m, p) => p.includes('/statuses/') });
-  const { sha, names } = await owe(deployment, a, 'kill');
+  const { sha, names, agentId, close } = await owe(deployment, a, 'kill');
+  const objects = () => deployment.admin(b.url, 'GET', `/agents/${agentId}/objects`);
+  expect((await objects()).body.objects.map((o: { stale: boolean }) => o.stale)).toEqual([false, false, false]);
   a.kill('SIGKILL');
   expect((await a.exited).signal).toBe('SIGKILL');
   gitlab.clearScripts();
+  // The dead replica never closed the agent's socket: its presence expires, and its objects read stale on the other replica.
+  await eventually(objects, (r) => r.body.objects.length === 3 && r.body.objects.every((o: { stale: boolean }) => o.stale), 20_000);
+  close();
 
   const lines = await eventually(() => statusLines(gitlab, sha), (l) => names.every((n) => l[n]?.length === 2), 30_000);
   expect(lines).toEqual(exactlyOnce(names));
@@ -93,7 +97,8 @@ test('the only replica SIGKILLed with statuses owed posts them once it is back',
   const deployment = newDeployment();
   const only = await start(deployment, 'alone');
   gitlab.script({ status: 503, headers: { 'retry-after': '1' }, times: Infinity, match: (_m, p) => p.includes('/statuses/') });
-  const { sha, names } = await owe(deployment, only, 'restart');
+  const { sha, names, close } = await owe(deployment, only, 'restart');
+  close();
   only.kill('SIGKILL');
   await only.exited;
   gitlab.clearScripts();

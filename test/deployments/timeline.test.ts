@@ -269,3 +269,25 @@ describe('KASGATE_DEPLOYMENT_TIMEOUT', () => {
     await agent.close();
   });
 });
+
+describe('embedded mode (PGlite, in-process presence)', () => {
+  const fake = useFakeGitLab();
+  const gw = useGateway({ embedded: true, env: fake.env() });
+
+  test('the same timeline and commit statuses', async () => {
+    const project = newProject(fake.gitlab);
+    const { id: agentId, agent, reporter } = await reportingAgent(gw, 'embedded', project);
+    const source = gitRepository('app', { project: project.path, sha: newSha() });
+    reporter.put(source, kustomization('apps', { source })).full();
+    await eventually(() => gw.admin('GET', `/agents/${agentId}/objects`), (r) => r.body.objects.length === 2);
+    const sha = newSha();
+    const eventId = await push(gw, agent, project, sha);
+    const fetched = gitRepository('app', { project: project.path, sha });
+    reporter.update(fetched, kustomization('apps', { source: fetched, applied: sha }));
+    const done = await waitForStates(gw, eventId, { apps: 'applied' });
+    expect(timelineOf(done.deployments[0]!)).toEqual(['pending', 'fetched', 'applied']);
+    await waitForStatuses(fake.gitlab, sha, { [`kasgate/embedded-${project.id}/Kustomization/flux-system/apps`]: ['running', 'success'] });
+    await agent.close();
+    await eventually(() => gw.admin('GET', `/agents/${agentId}/objects`), (r) => r.body.objects.every((o: { stale: boolean }) => o.stale));
+  });
+});
