@@ -16,6 +16,12 @@ const GATHER_MS = 20;
 const RETRY_MS = 1000;
 /** Beyond this many unflushed records (Postgres away for long), the oldest are dropped. */
 const MAX_PENDING = 200_000;
+/**
+ * Agents per transaction: each one's advisory lock takes a slot of Postgres's shared lock table
+ * (max_locks_per_transaction × max_connections, 6,400 by default), so a push fanned out to
+ * 10,000 agents is recorded in several transactions.
+ */
+const AGENTS_PER_TRANSACTION = 200;
 
 export interface DeliveryRecorderDeps {
   pool: pg.Pool;
@@ -70,9 +76,20 @@ export function createDeliveryRecorder(deps: DeliveryRecorderDeps) {
     const batch = pending;
     pending = new Map();
     try {
-      const outcome = await write([...batch.values()]);
-      deps.tracker.settle(outcome);
-      deps.onFlushed(outcome);
+      const byAgent = new Map<string, Delivery[]>();
+      for (const d of batch.values()) {
+        let list = byAgent.get(d.agentId);
+        if (!list) byAgent.set(d.agentId, (list = []));
+        list.push(d);
+      }
+      const agents = [...byAgent.keys()];
+      for (let i = 0; i < agents.length; i += AGENTS_PER_TRANSACTION) {
+        const chunk = agents.slice(i, i + AGENTS_PER_TRANSACTION).flatMap((a) => byAgent.get(a)!);
+        const outcome = await write(chunk);
+        for (const d of chunk) batch.delete(`${d.eventId}|${d.agentId}`);
+        deps.tracker.settle(outcome);
+        deps.onFlushed(outcome);
+      }
     } catch (err) {
       deps.log.warn({ err: (err as Error).message, deliveries: batch.size }, 'could not record deliveries; will retry');
       // Keep the earliest time of each: put the failed batch back in front of what came since.
