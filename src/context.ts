@@ -124,7 +124,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     // amount of agent status traffic or GitLab trouble can queue a webhook behind it (on Postgres).
     const backgroundPool = embedded
       ? pool
-      : createPool({ connection, schema: config.dbSchema, timeoutMs: Math.max(config.dbTimeoutMs, 10_000), max: 4 }, log);
+      : createPool({ connection, schema: config.dbSchema, timeoutMs: Math.max(config.dbTimeoutMs, 10_000), max: 6 }, log);
     if (!embedded) closers.push(() => backgroundPool.end());
 
     const secrets = embedded

@@ -1,12 +1,12 @@
 /**
  * (f) Deployments: push → applied latency, and what following deployments costs the webhook path.
  *
- * 100 agents, one per public project, each reporting a GitRepository and a Kustomization on it;
+ * 200 agents, one per public project, each reporting a GitRepository and a Kustomization on it;
  * the stand-in controllers take no time: on every push frame the agent at once reports the
  * source fetched and the Kustomization applied at that commit, in one status frame. The GitLab
  * API is the test stand-in (test/support/fake-gitlab.ts) in the runner, so every deployment
- * also posts its two commit statuses. An open loop of webhooks (BENCH_DEPLOY_RATE, 200/s) for
- * BENCH_SECONDS.
+ * also posts its two commit statuses. An open loop of webhooks (BENCH_DEPLOY_RATE, 200/s: one push
+ * a second per project) for BENCH_SECONDS.
  *
  * The same load runs against a baseline kasgate (BENCH_BASELINE; by default where this branch left
  * main: no cluster state, no deployments, status frames ignored) in the same rounds, so that the webhook figures compare

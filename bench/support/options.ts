@@ -59,7 +59,7 @@ export function loadOptions(env: NodeJS.ProcessEnv): BenchOptions {
     fanout: { agents: int(env, 'BENCH_FANOUT_AGENTS', full ? 10_000 : 2_000), pushes: 10 },
     capacity: { agents: int(env, 'BENCH_CAPACITY_AGENTS', full ? 20_000 : 5_000), idleSeconds: 3 },
     deployments: {
-      agents: 100,
+      agents: 200,
       rate: int(env, 'BENCH_DEPLOY_RATE', 200),
       seconds: int(env, 'BENCH_SECONDS', 5),
       baseline: env.BENCH_BASELINE === 'none' ? undefined : env.BENCH_BASELINE || 'merge-base',

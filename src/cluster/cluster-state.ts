@@ -13,7 +13,8 @@ import { inTransaction, lockAgents } from '../db/transaction.js';
 import type { DeploymentTracker, TrackerOutcome } from '../deployments/tracker.js';
 import type { Presence } from '../fanout/presence.js';
 import type { Metrics } from '../metrics.js';
-import { ErrorCode, type StatusFrame } from '../protocol/kasgate-v1.js';
+import { ErrorCode, type ReportedObject, type StatusFrame } from '../protocol/kasgate-v1.js';
+import { objectKey } from '../deployments/matching.js';
 import { sleep } from '../gitlab/api/rate-limiter.js';
 import { markClosed, readObjects, writeStatus, type StoredObject } from './object-store.js';
 import { absorb, StatusIntake, type StatusWork } from './status-intake.js';
@@ -41,6 +42,10 @@ export interface ConnectionHooks {
 
 /** Errors that retrying will not cure: the agent was deleted (foreign key), the data is refused. */
 const isPermanent = (err: unknown) => ['23503', '22P02', '23514'].includes((err as { code?: string }).code ?? '');
+const isForeignKey = (err: unknown) => (err as { code?: string }).code === '23503';
+
+/** What an object's deployments hang on: its sourceRef, or a source's project and ref. */
+const anchorOf = (o: ReportedObject) => JSON.stringify([o.sourceRef, o.project?.toLowerCase() ?? null, o.ref]);
 
 export function createClusterState(deps: ClusterStateDeps) {
   const { pool, presence, tracker, metrics, log } = deps;
@@ -60,6 +65,11 @@ export function createClusterState(deps: ClusterStateDeps) {
     private writing: Promise<void> | undefined;
     private closedAt: number | undefined;
     private wrote = false;
+    /**
+     * What this connection has stored, key → what its deployments hang on (sourceRef, project,
+     * ref); undefined until the first write, and again when a write found its rows gone.
+     */
+    private stored: Map<string, string> | undefined;
 
     constructor(
       private readonly agentId: string,
@@ -106,6 +116,12 @@ export function createClusterState(deps: ClusterStateDeps) {
         } catch (err) {
           metrics.statusWriteFailures.inc();
           const where = { agentId: this.agentId, connectionId: this.connectionId, err: (err as Error).message };
+          if (isForeignKey(err) && this.stored !== undefined) {
+            // Another connection's full set took this one for dead and removed its rows: start over.
+            this.stored = undefined;
+            this.queued = this.queued ? absorb(work, this.queued) : work;
+            continue;
+          }
           if (isPermanent(err)) {
             log.warn(where, 'status not stored and not retried');
             continue;
@@ -130,13 +146,24 @@ export function createClusterState(deps: ClusterStateDeps) {
 
     private async write(work: StatusWork): Promise<void> {
       const { agentId, connectionId } = this;
+      const stored = this.stored;
       const { written, outcome } = await inTransaction(pool, async (client) => {
         await lockAgents(client, [agentId]);
         // Read under the lock: a connection that wrote before us is registered by now.
-        const live = await liveConnections(agentId);
-        const result = await writeStatus(client, { agentId, connectionId, replicaId: deps.replicaId, live, maxObjects: deps.maxObjects }, work);
-        return { written: result, outcome: await tracker.onStatus(client, agentId, result) };
+        const live = work.full ? await liveConnections(agentId) : undefined;
+        const result = await writeStatus(
+          client,
+          { agentId, connectionId, replicaId: deps.replicaId, live, maxObjects: deps.maxObjects, stored: stored && new Set(stored.keys()) },
+          work,
+        );
+        // Deployments may be missing only for objects new here or pointing elsewhere now.
+        const fresh = new Set(result.upserted.filter((o) => stored?.get(objectKey(o)) !== anchorOf(o)).map(objectKey));
+        return { written: result, outcome: await tracker.onStatus(client, agentId, result, fresh) };
       });
+      const next = new Map(work.full || !stored ? [] : stored);
+      for (const key of written.deleted) next.delete(key);
+      for (const o of written.upserted) next.set(objectKey(o), anchorOf(o));
+      this.stored = next;
       tracker.settle(outcome);
       deps.onWritten(agentId, outcome);
       if (written.refused > 0) {

@@ -24,9 +24,14 @@ export interface WriteTarget {
   agentId: string;
   connectionId: string;
   replicaId: string;
-  /** Live connection ids of the agent (presence); undefined when presence could not say. */
+  /** Live connection ids of the agent (presence); undefined when presence could not say. Read for full sets only. */
   live: Set<string> | undefined;
   maxObjects: number;
+  /**
+   * What this connection stored before (its keys), when the writer knows: then the connection
+   * row exists, and changes to objects it already has skip the per-agent count. Undefined: unknown.
+   */
+  stored: ReadonlySet<string> | undefined;
 }
 
 export interface WriteResult {
@@ -56,14 +61,20 @@ const keyArrays = (keys: string[]) => {
   return [split.map((s) => s[0]!), split.map((s) => s[1]!), split.map((s) => s.slice(2).join('/'))];
 };
 
-/** Writes one connection's status work inside the caller's transaction (which holds the agent's lock). */
+/**
+ * Writes one connection's status work inside the caller's transaction (which holds the agent's
+ * lock). A full set replaces the connection's objects and drops the rows of dead connections;
+ * changes upsert and delete. Stale copies of an object a live connection reports are left to
+ * the next full set: reads prefer the live report.
+ */
 export async function writeStatus(client: pg.PoolClient, target: WriteTarget, work: StatusWork): Promise<WriteResult> {
   const { agentId, connectionId } = target;
-  const liveIds = target.live ? [...target.live] : [];
-  await client.query(
-    `INSERT INTO cluster_connections (connection_id, agent_id, replica_id) VALUES ($1, $2, $3) ON CONFLICT (connection_id) DO NOTHING`,
-    [connectionId, agentId, target.replicaId],
-  );
+  if (target.stored === undefined) {
+    await client.query(
+      `INSERT INTO cluster_connections (connection_id, agent_id, replica_id) VALUES ($1, $2, $3) ON CONFLICT (connection_id) DO NOTHING`,
+      [connectionId, agentId, target.replicaId],
+    );
+  }
 
   const upserts: ReportedObject[] = [];
   const deletions: string[] = [];
@@ -74,6 +85,7 @@ export async function writeStatus(client: pg.PoolClient, target: WriteTarget, wo
 
   if (work.full) {
     // The dead connections' rows: this full set is the picture now.
+    const liveIds = target.live ? [...target.live] : [];
     await client.query(
       `DELETE FROM cluster_connections WHERE agent_id = $1 AND connection_id <> $2 AND ${notLiveClause(target.live, '$3')}`,
       target.live ? [agentId, connectionId, liveIds] : [agentId, connectionId],
@@ -88,32 +100,40 @@ export async function writeStatus(client: pg.PoolClient, target: WriteTarget, wo
   }
   const deleted: string[] = [];
   if (deletions.length > 0) {
+    // This connection's report, and the stale copies of connections that closed: the object is gone.
     const [kinds, namespaces, names] = keyArrays(deletions);
     const { rows } = await client.query<KeyRow>(
       `DELETE FROM cluster_objects o USING unnest($2::text[], $3::text[], $4::text[]) AS k(kind, namespace, name)
        WHERE o.agent_id = $1 AND o.kind = k.kind AND o.namespace = k.namespace AND o.name = k.name
-         AND (o.connection_id = $5 OR o.${notLiveClause(target.live, '$6')})
+         AND (o.connection_id = $5 OR o.${notLiveClause(undefined, '')})
        RETURNING o.kind, o.namespace, o.name`,
-      target.live ? [agentId, kinds, namespaces, names, connectionId, liveIds] : [agentId, kinds, namespaces, names, connectionId],
+      [agentId, kinds, namespaces, names, connectionId],
     );
     deleted.push(...new Set(rows.map(objectKey)));
   }
 
-  // The per-agent bound counts distinct objects over every connection.
-  const { rows: existing } = await client.query<KeyRow & { mine: boolean }>(
-    `SELECT kind, namespace, name, bool_or(connection_id = $2) AS mine FROM cluster_objects WHERE agent_id = $1 GROUP BY kind, namespace, name`,
-    [agentId, connectionId],
-  );
-  const known = new Set(existing.map(objectKey));
-  let room = target.maxObjects - known.size;
+  // The per-agent bound counts distinct objects over every connection; changes to objects this
+  // connection already stored cannot pass it.
+  const stored = target.stored;
+  const needsCount = work.full || stored === undefined || upserts.some((o) => !stored.has(objectKey(o)));
   const accepted: ReportedObject[] = [];
   let refused = work.overflow;
-  for (const object of upserts) {
-    if (known.has(objectKey(object))) accepted.push(object);
-    else if (room > 0) {
-      accepted.push(object);
-      room--;
-    } else refused++;
+  if (needsCount) {
+    const { rows: existing } = await client.query<KeyRow>(
+      `SELECT DISTINCT kind, namespace, name FROM cluster_objects WHERE agent_id = $1`,
+      [agentId],
+    );
+    const known = new Set(existing.map(objectKey));
+    let room = target.maxObjects - known.size;
+    for (const object of upserts) {
+      if (known.has(objectKey(object))) accepted.push(object);
+      else if (room > 0) {
+        accepted.push(object);
+        room--;
+      } else refused++;
+    }
+  } else {
+    accepted.push(...upserts);
   }
 
   if (accepted.length > 0) {
@@ -133,26 +153,18 @@ export async function writeStatus(client: pg.PoolClient, target: WriteTarget, wo
          SET object = excluded.object, project = excluded.project, source_key = excluded.source_key, reported_at = excluded.reported_at`,
       [agentId, connectionId, JSON.stringify(rows)],
     );
-    if (!work.full) {
-      // A live report supersedes the stale copies of dead connections.
-      const [kinds, namespaces, names] = keyArrays(accepted.map(objectKey));
-      await client.query(
-        `DELETE FROM cluster_objects o USING unnest($2::text[], $3::text[], $4::text[]) AS k(kind, namespace, name)
-         WHERE o.agent_id = $1 AND o.kind = k.kind AND o.namespace = k.namespace AND o.name = k.name
-           AND o.connection_id <> $5 AND o.${notLiveClause(target.live, '$6')}`,
-        target.live ? [agentId, kinds, namespaces, names, connectionId, liveIds] : [agentId, kinds, namespaces, names, connectionId],
-      );
-    }
   }
 
-  await client.query(
-    `UPDATE cluster_connections
-     SET full_at = CASE WHEN $2 THEN now() ELSE full_at END,
-         agent_truncated = COALESCE($3, agent_truncated),
-         refused_objects = CASE WHEN $2 THEN $4 ELSE refused_objects + $4 END
-     WHERE connection_id = $1`,
-    [connectionId, work.full, work.agentTruncated ?? null, refused],
-  );
+  if (work.full || work.agentTruncated !== undefined || refused > 0) {
+    await client.query(
+      `UPDATE cluster_connections
+       SET full_at = CASE WHEN $2 THEN now() ELSE full_at END,
+           agent_truncated = COALESCE($3, agent_truncated),
+           refused_objects = CASE WHEN $2 THEN $4 ELSE refused_objects + $4 END
+       WHERE connection_id = $1`,
+      [connectionId, work.full, work.agentTruncated ?? null, refused],
+    );
+  }
   return { refused, upserted: accepted, deleted };
 }
 

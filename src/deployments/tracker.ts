@@ -95,22 +95,27 @@ interface Candidate {
   workload: ReportedObject;
 }
 
+/** Agent names never change (PATCH cannot rename); a few thousand are cached for status names. */
+const NAME_CACHE = 10_000;
+
 export function createDeploymentTracker(options: TrackerOptions) {
   const { metrics, log } = options;
+  const names = new Map<string, string>();
 
   /** Context of one transaction: agent names (for status names), what changed. */
   class Round {
     readonly outcome = emptyOutcome();
     readonly intents: StatusIntent[] = [];
-    private readonly names = new Map<string, string>();
     constructor(readonly client: pg.PoolClient) {}
 
     async agentName(agentId: string): Promise<string | undefined> {
-      if (!this.names.has(agentId)) {
+      if (!names.has(agentId)) {
         const { rows } = await this.client.query<{ name: string }>('SELECT name FROM agents WHERE id = $1', [agentId]);
-        if (rows[0]) this.names.set(agentId, rows[0].name);
+        if (!rows[0]) return undefined;
+        if (names.size >= NAME_CACHE) names.delete(names.keys().next().value!);
+        names.set(agentId, rows[0].name);
       }
-      return this.names.get(agentId);
+      return names.get(agentId);
     }
 
     async status(
@@ -186,12 +191,13 @@ export function createDeploymentTracker(options: TrackerOptions) {
    * For the agent's workloads in `objects`: a deployment of the latest event delivered within the
    * timeout whose trigger matches the workload's source, when there is none yet.
    */
-  async function ensure(round: Round, agentId: string, objects: Map<string, ReportedObject>): Promise<void> {
+  async function ensure(round: Round, agentId: string, objects: Map<string, ReportedObject>, fresh: ReadonlySet<string>): Promise<void> {
     const pairs: { source: ReportedObject; workload: ReportedObject }[] = [];
     for (const workload of objects.values()) {
       if (!WORKLOAD_KINDS.has(workload.kind) || !canFollow(workload)) continue;
-      const source = objects.get(sourceKeyOf(workload) ?? '');
-      if (source) pairs.push({ source, workload });
+      const sourceKey = sourceKeyOf(workload) ?? '';
+      const source = objects.get(sourceKey);
+      if (source && (fresh.has(objectKey(workload)) || fresh.has(sourceKey))) pairs.push({ source, workload });
     }
     const projects = [...new Set(pairs.map((p) => p.source.project?.toLowerCase()).filter((p): p is string => !!p))];
     if (projects.length === 0) return;
@@ -225,9 +231,9 @@ export function createDeploymentTracker(options: TrackerOptions) {
   }
 
   /** Moves the agent's open deployments of the given workloads and sources as far as the objects say. */
-  async function evaluate(round: Round, agentId: string, keys: string[], sourceKeys: string[], withEnsure: boolean): Promise<void> {
+  async function evaluate(round: Round, agentId: string, keys: string[], sourceKeys: string[], fresh: ReadonlySet<string>): Promise<void> {
     const objects = await objectsAround(round.client, agentId, keys, sourceKeys);
-    if (withEnsure) await ensure(round, agentId, objects);
+    if (fresh.size > 0) await ensure(round, agentId, objects, fresh);
     const workloadKeys = [...new Set([...keys, ...[...objects.values()].filter((o) => WORKLOAD_KINDS.has(o.kind)).map(objectKey)])];
     const { rows } = await round.client.query<DeploymentRow>(
       `SELECT ${DEPLOYMENT_COLUMNS}
@@ -365,16 +371,25 @@ export function createDeploymentTracker(options: TrackerOptions) {
       }
       await insert(round, candidates);
       // The source may have fetched it already (Flux polled, or the agent reported first).
-      for (const [agentId, t] of touched) await evaluate(round, agentId, [...t.keys], [...t.sources], false);
+      for (const [agentId, t] of touched) await evaluate(round, agentId, [...t.keys], [...t.sources], new Set());
       return round.finish();
     },
 
-    /** The agent's objects changed (a status write in this transaction): create what is missing, move what is open. */
-    async onStatus(client: pg.PoolClient, agentId: string, changed: { upserted: ReportedObject[]; deleted: string[] }): Promise<TrackerOutcome> {
+    /**
+     * The agent's objects changed (a status write in this transaction): move what is open, and
+     * create what is missing for the `fresh` ones (new to the connection, or now on another
+     * source, project or ref).
+     */
+    async onStatus(
+      client: pg.PoolClient,
+      agentId: string,
+      changed: { upserted: ReportedObject[]; deleted: string[] },
+      fresh: ReadonlySet<string>,
+    ): Promise<TrackerOutcome> {
       const round = new Round(client);
       const keys = changed.upserted.filter((o) => WORKLOAD_KINDS.has(o.kind)).map(objectKey);
       const sourceKeys = changed.upserted.filter((o) => SOURCE_KINDS.has(o.kind)).map(objectKey);
-      if (keys.length > 0 || sourceKeys.length > 0) await evaluate(round, agentId, keys, sourceKeys, true);
+      if (keys.length > 0 || sourceKeys.length > 0) await evaluate(round, agentId, keys, sourceKeys, fresh);
       return round.finish();
     },
 

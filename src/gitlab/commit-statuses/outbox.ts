@@ -101,8 +101,8 @@ const retryDelayMs = (attempts: number) => backoffMs(attempts, 1000, 300_000);
 export function startStatusWorker(options: StatusWorkerOptions) {
   const { pool, replicaId, metrics, log } = options;
   const pollMs = options.pollMs ?? 500;
-  const batch = options.batch ?? 16;
-  const concurrency = options.concurrency ?? 4;
+  const batch = options.batch ?? 32;
+  const concurrency = options.concurrency ?? 8;
   // One attempt per claim: the queue does the retrying, durably, and a lease stays short.
   const api = options.api.withPolicy({ maxAttempts: 1, retryStatus });
   const state = { stopped: false };
@@ -135,12 +135,13 @@ export function startStatusWorker(options: StatusWorkerOptions) {
   const settle = (row: OutboxRow, set: string, params: unknown[]) =>
     pool.query(`UPDATE commit_status_outbox SET ${set}, leased_until = NULL WHERE id = $1 AND leased_by = $2`, [row.id, replicaId, ...params]);
 
-  async function post(row: OutboxRow): Promise<void> {
+  /** Posts one claimed status; true when GitLab took it (marked posted by the caller, with the rest of the batch). */
+  async function post(row: OutboxRow): Promise<boolean> {
     if (Date.now() - row.created_at.getTime() > options.expireAfterMs) {
       metrics.commitStatuses.inc({ state: row.state, outcome: 'expired' });
       log.warn({ project: row.project, sha: row.sha, name: row.name, state: row.state }, 'commit status owed too long; dropped');
       await settle(row, `gave_up_at = now(), last_error = 'expired'`, []);
-      return;
+      return false;
     }
     try {
       await api.commits.editStatus(row.project, row.sha, row.state, {
@@ -150,7 +151,7 @@ export function startStatusWorker(options: StatusWorkerOptions) {
         ...(row.description ? { description: row.description } : {}),
       });
       metrics.commitStatuses.inc({ state: row.state, outcome: 'posted' });
-      await settle(row, 'posted_at = now(), last_error = NULL', []);
+      return true;
     } catch (err) {
       const message = (err as Error).message;
       if (isGitLabApiError(err) && !err.retryable) {
@@ -158,11 +159,11 @@ export function startStatusWorker(options: StatusWorkerOptions) {
         metrics.commitStatuses.inc({ state: row.state, outcome: 'rejected' });
         log.warn({ project: row.project, sha: row.sha, name: row.name, state: row.state, status: err.status, err: message }, 'GitLab refused a commit status; not retrying it');
         await settle(row, 'gave_up_at = now(), last_error = $3', [message]);
-        return;
+        return false;
       }
       if (stopping.signal.aborted) {
         await settle(row, 'last_error = $3', [message]);
-        return;
+        return false;
       }
       const delay = (isGitLabApiError(err) ? err.retryAfterMs : undefined) ?? retryDelayMs(row.attempts);
       metrics.commitStatuses.inc({ state: row.state, outcome: 'retried' });
@@ -170,7 +171,32 @@ export function startStatusWorker(options: StatusWorkerOptions) {
       if (row.attempts === 1 || row.attempts % 10 === 0) log.warn(entry, 'commit status not posted; will retry');
       else log.debug(entry, 'commit status not posted; will retry');
       await settle(row, 'next_attempt_at = now() + make_interval(secs => $3::double precision / 1000), last_error = $4', [delay, message]);
+      return false;
     }
+  }
+
+  /**
+   * Marks statuses posted as soon as GitLab took them, with one UPDATE in flight taking whatever
+   * completed meanwhile: the window in which a replica that dies has posted a status without
+   * recording it (so that it is posted again) stays one round trip.
+   */
+  let postedIds: string[] = [];
+  let marking: Promise<void> | undefined;
+  function markPosted(id: string): Promise<void> {
+    postedIds.push(id);
+    marking ??= (async () => {
+      while (postedIds.length > 0) {
+        const ids = postedIds;
+        postedIds = [];
+        await pool
+          .query(
+            'UPDATE commit_status_outbox SET posted_at = now(), leased_until = NULL, last_error = NULL WHERE id = ANY($1::bigint[]) AND leased_by = $2',
+            [ids, replicaId],
+          )
+          .catch((err: Error) => log.warn({ err: err.message, statuses: ids.length }, 'could not mark commit statuses posted; they will be posted again'));
+      }
+    })().finally(() => (marking = undefined));
+    return marking;
   }
 
   async function runOnce(): Promise<number> {
@@ -179,10 +205,15 @@ export function startStatusWorker(options: StatusWorkerOptions) {
     const lanes = Array.from({ length: Math.min(concurrency, rows.length) }, async () => {
       while (next < rows.length) {
         const row = rows[next++]!;
-        await post(row).catch((err: Error) => log.warn({ err: err.message, id: row.id }, 'could not settle a commit status; its lease will expire'));
+        const ok = await post(row).catch((err: Error) => {
+          log.warn({ err: err.message, id: row.id }, 'could not settle a commit status; its lease will expire');
+          return false;
+        });
+        if (ok) void markPosted(row.id);
       }
     });
     await Promise.all(lanes);
+    await marking;
     return rows.length;
   }
 
