@@ -29,7 +29,7 @@ import { applyControl } from './fanout/control.js';
 import { createGitLabApi, type GitLabApi } from './gitlab/api/client.js';
 import { startStatusWorker, type StatusWorker } from './gitlab/commit-statuses/outbox.js';
 import { createDeploymentTracker } from './deployments/tracker.js';
-import { createDeliveryRecorder, type DeliveryRecorder } from './deployments/deliveries.js';
+import type { DeliveryRecorder } from './deployments/deliveries.js';
 import { createDeploymentStore, type DeploymentStore } from './deployments/deployment-store.js';
 import { startDeploymentSweeper } from './deployments/sweeper.js';
 import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
@@ -57,7 +57,7 @@ export interface AppContext {
   gitlabApi: GitLabApi | undefined;
   /** Agents' Flux objects as reported in status frames. */
   cluster: ClusterState;
-  /** Per-agent deliveries (the hub and replay record them). */
+  /** Per-agent deliveries (the hub and replay record them; written with the agent's status, see cluster/). */
   deliveries: DeliveryRecorder;
   /** Deliveries and deployments of events, for the API and the status page. */
   deployments: DeploymentStore;
@@ -219,8 +219,6 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       changes.eventsChanged(outcome.eventIds);
       if (outcome.statusesQueued > 0) statusWorker?.nudge();
     };
-    const deliveries = createDeliveryRecorder({ pool: backgroundPool, tracker, log, onFlushed: announce });
-    closers.push(() => deliveries.close());
     const cluster = createClusterState({
       pool: backgroundPool,
       presence,
@@ -229,12 +227,13 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       log,
       maxObjects: config.maxStatusObjects,
       replicaId: config.replicaId,
-      onWritten: (agentId, outcome) => {
-        changes.objectsChanged(agentId);
+      onWritten: (agentIds, outcome) => {
+        for (const agentId of agentIds) changes.objectsChanged(agentId);
         announce(outcome);
       },
     });
     closers.push(() => cluster.close());
+    const deliveries = cluster.deliveries;
     const sweeper = startDeploymentSweeper({
       pool: backgroundPool,
       tracker,

@@ -84,9 +84,15 @@ export function createMetrics() {
       help: 'Objects in status frames not stored because the agent is at KASGATE_MAX_STATUS_OBJECTS',
       registers,
     }),
+    statusWriteDuration: new Histogram({
+      name: 'kasgate_agent_writes_seconds',
+      help: "Time of one batch of agents' writes (deliveries, status objects, deployments moved) in one transaction, pool wait included",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
     statusWriteFailures: new Counter({
-      name: 'kasgate_status_write_failures_total',
-      help: 'Status frames whose write to Postgres failed (retried while the connection lives)',
+      name: 'kasgate_agent_write_failures_total',
+      help: "Agents whose writes (deliveries, status objects) failed to commit; retried with backoff",
       registers,
     }),
     deploymentsFinished: new Counter({

@@ -168,6 +168,35 @@ export async function writeStatus(client: pg.PoolClient, target: WriteTarget, wo
   return { refused, upserted: accepted, deleted };
 }
 
+/**
+ * The common case in one statement for many connections: changes to objects each connection has
+ * stored already (no deletion, nothing that could pass the limit). Inside the caller's transaction.
+ */
+export async function upsertKnown(client: pg.PoolClient, items: { agentId: string; connectionId: string; objects: ReportedObject[] }[]): Promise<void> {
+  const rows = items.flatMap(({ agentId, connectionId, objects }) =>
+    objects.map((o) => ({
+      agent_id: agentId,
+      connection_id: connectionId,
+      kind: o.kind,
+      namespace: o.namespace,
+      name: o.name,
+      object: o,
+      project: SOURCE_KINDS.has(o.kind) && o.project ? o.project.toLowerCase() : null,
+      source_key: SOURCE_KINDS.has(o.kind) ? null : (sourceKeyOf(o) ?? null),
+    })),
+  );
+  if (rows.length === 0) return;
+  await client.query(
+    `INSERT INTO cluster_objects (agent_id, connection_id, kind, namespace, name, object, project, source_key, reported_at)
+     SELECT r.agent_id, r.connection_id, r.kind, r.namespace, r.name, r.object, r.project, r.source_key, now()
+     FROM jsonb_to_recordset($1::jsonb) AS r(agent_id uuid, connection_id uuid, kind text, namespace text, name text, object jsonb,
+                                             project text, source_key text)
+     ON CONFLICT (agent_id, kind, namespace, name, connection_id) DO UPDATE
+       SET object = excluded.object, project = excluded.project, source_key = excluded.source_key, reported_at = excluded.reported_at`,
+    [JSON.stringify(rows)],
+  );
+}
+
 /** The connection closed: its objects stay, and read as stale. */
 export async function markClosed(pool: pg.Pool, connectionId: string): Promise<void> {
   await pool.query('UPDATE cluster_connections SET closed_at = now() WHERE connection_id = $1 AND closed_at IS NULL', [connectionId]);
@@ -218,26 +247,40 @@ export async function readObjects(
   return { objects: list, truncated: flags.rows[0]?.truncated ?? false };
 }
 
-/** The latest report of each of the agent's objects with one of `keys`, or on one of the sources `sourceKeys` (inside a transaction). */
-export async function latestObjects(
-  client: pg.PoolClient,
-  agentId: string,
-  keys: string[],
-  sourceKeys: string[],
-): Promise<Map<string, ReportedObject>> {
-  if (keys.length === 0 && sourceKeys.length === 0) return new Map();
-  const [kinds, namespaces, names] = keyArrays(keys);
-  const { rows } = await client.query<{ object: ReportedObject }>(
-    `SELECT DISTINCT ON (o.kind, o.namespace, o.name) o.object
-     FROM cluster_objects o
-     WHERE o.agent_id = $1
-       AND (EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[], $4::text[]) AS k(kind, namespace, name)
-                    WHERE k.kind = o.kind AND k.namespace = o.namespace AND k.name = o.name)
-            OR o.source_key = ANY($5::text[]))
-     ORDER BY o.kind, o.namespace, o.name, o.reported_at DESC`,
-    [agentId, kinds, namespaces, names, sourceKeys],
+/** An (agent, object key) pair. */
+export interface AgentKey {
+  agentId: string;
+  key: string;
+}
+
+/**
+ * Per agent, the latest report of its objects with one of the `keys`, and of its workloads on
+ * one of the sources `sourceKeys` (inside a transaction; any number of agents in one statement).
+ */
+export async function latestObjects(client: pg.PoolClient, keys: AgentKey[], sourceKeys: AgentKey[]): Promise<Map<string, Map<string, ReportedObject>>> {
+  const byAgent = new Map<string, Map<string, ReportedObject>>();
+  if (keys.length === 0 && sourceKeys.length === 0) return byAgent;
+  const [kinds, namespaces, names] = keyArrays(keys.map((k) => k.key));
+  const { rows } = await client.query<{ agent_id: string; object: ReportedObject }>(
+    `SELECT DISTINCT ON (x.agent_id, x.kind, x.namespace, x.name) x.agent_id, x.object
+     FROM (
+       SELECT o.agent_id, o.kind, o.namespace, o.name, o.object, o.reported_at
+       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS k(agent_id, kind, namespace, name)
+       JOIN cluster_objects o ON o.agent_id = k.agent_id AND o.kind = k.kind AND o.namespace = k.namespace AND o.name = k.name
+       UNION ALL
+       SELECT o.agent_id, o.kind, o.namespace, o.name, o.object, o.reported_at
+       FROM unnest($5::uuid[], $6::text[]) AS s(agent_id, source_key)
+       JOIN cluster_objects o ON o.agent_id = s.agent_id AND o.source_key = s.source_key
+     ) AS x
+     ORDER BY x.agent_id, x.kind, x.namespace, x.name, x.reported_at DESC`,
+    [keys.map((k) => k.agentId), kinds, namespaces, names, sourceKeys.map((k) => k.agentId), sourceKeys.map((k) => k.key)],
   );
-  return new Map(rows.map((r) => [objectKey(r.object), r.object]));
+  for (const row of rows) {
+    let mine = byAgent.get(row.agent_id);
+    if (!mine) byAgent.set(row.agent_id, (mine = new Map()));
+    mine.set(objectKey(row.object), row.object);
+  }
+  return byAgent;
 }
 
 /**

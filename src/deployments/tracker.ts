@@ -16,7 +16,7 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { latestObjects } from '../cluster/object-store.js';
+import { latestObjects, type AgentKey } from '../cluster/object-store.js';
 import { tryLockAgent, inTransaction } from '../db/transaction.js';
 import { enqueueStatuses, type CommitStatusState, type StatusIntent } from '../gitlab/commit-statuses/outbox.js';
 import type { Metrics } from '../metrics.js';
@@ -87,6 +87,17 @@ function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
+/** One agent's changed objects, for `evaluate`. */
+interface EvalItem {
+  agentId: string;
+  /** Changed workloads. */
+  keys: string[];
+  /** Changed sources. */
+  sourceKeys: string[];
+  /** Objects new to their connection or re-pointed: look for deployments they miss. */
+  fresh: ReadonlySet<string>;
+}
+
 interface Candidate {
   event: TriggerEvent;
   agentId: string;
@@ -100,7 +111,7 @@ const NAME_CACHE = 10_000;
 
 export function createDeploymentTracker(options: TrackerOptions) {
   const { metrics, log } = options;
-  const names = new Map<string, string>();
+  const agentNames = new Map<string, string>();
 
   /** Context of one transaction: agent names (for status names), what changed. */
   class Round {
@@ -109,13 +120,13 @@ export function createDeploymentTracker(options: TrackerOptions) {
     constructor(readonly client: pg.PoolClient) {}
 
     async agentName(agentId: string): Promise<string | undefined> {
-      if (!names.has(agentId)) {
+      if (!agentNames.has(agentId)) {
         const { rows } = await this.client.query<{ name: string }>('SELECT name FROM agents WHERE id = $1', [agentId]);
         if (!rows[0]) return undefined;
-        if (names.size >= NAME_CACHE) names.delete(names.keys().next().value!);
-        names.set(agentId, rows[0].name);
+        if (agentNames.size >= NAME_CACHE) agentNames.delete(agentNames.keys().next().value!);
+        agentNames.set(agentId, rows[0].name);
       }
-      return names.get(agentId);
+      return agentNames.get(agentId);
     }
 
     async status(
@@ -220,29 +231,62 @@ export function createDeploymentTracker(options: TrackerOptions) {
     await insert(round, candidates);
   }
 
-  /** The objects a set of changed keys concerns: them, the workloads on changed sources, the sources of changed workloads. */
-  async function objectsAround(client: pg.PoolClient, agentId: string, keys: string[], sourceKeys: string[]): Promise<Map<string, ReportedObject>> {
-    const objects = await latestObjects(client, agentId, [...keys, ...sourceKeys], sourceKeys);
-    const missing = [...objects.values()]
-      .map((o) => (WORKLOAD_KINDS.has(o.kind) ? sourceKeyOf(o) : undefined))
-      .filter((k): k is string => k !== undefined && !objects.has(k));
-    if (missing.length > 0) for (const [key, o] of await latestObjects(client, agentId, [...new Set(missing)], [])) objects.set(key, o);
+  /**
+   * Per agent, the objects a set of changed keys concerns: them, the workloads on changed
+   * sources, and the sources of changed workloads. Two statements for any number of agents.
+   */
+  async function objectsAround(client: pg.PoolClient, items: EvalItem[]): Promise<Map<string, Map<string, ReportedObject>>> {
+    const keys = items.flatMap((i) => [...i.keys, ...i.sourceKeys].map((key) => ({ agentId: i.agentId, key })));
+    const onSources = items.flatMap((i) => i.sourceKeys.map((key) => ({ agentId: i.agentId, key })));
+    const objects = await latestObjects(client, keys, onSources);
+    const missing: AgentKey[] = [];
+    for (const [agentId, mine] of objects) {
+      for (const o of mine.values()) {
+        const sourceKey = WORKLOAD_KINDS.has(o.kind) ? sourceKeyOf(o) : undefined;
+        if (sourceKey !== undefined && !mine.has(sourceKey)) missing.push({ agentId, key: sourceKey });
+      }
+    }
+    if (missing.length > 0) {
+      for (const [agentId, found] of await latestObjects(client, missing, [])) {
+        for (const [key, o] of found) objects.get(agentId)!.set(key, o);
+      }
+    }
     return objects;
   }
 
-  /** Moves the agent's open deployments of the given workloads and sources as far as the objects say. */
-  async function evaluate(round: Round, agentId: string, keys: string[], sourceKeys: string[], fresh: ReadonlySet<string>): Promise<void> {
-    const objects = await objectsAround(round.client, agentId, keys, sourceKeys);
-    if (fresh.size > 0) await ensure(round, agentId, objects, fresh);
-    const workloadKeys = [...new Set([...keys, ...[...objects.values()].filter((o) => WORKLOAD_KINDS.has(o.kind)).map(objectKey)])];
+  /** Moves the agents' open deployments of the given workloads and sources as far as the objects say. */
+  async function evaluate(round: Round, items: EvalItem[]): Promise<void> {
+    items = items.filter((i) => i.keys.length > 0 || i.sourceKeys.length > 0);
+    if (items.length === 0) return;
+    const objects = await objectsAround(round.client, items);
+    for (const item of items) {
+      if (item.fresh.size > 0) await ensure(round, item.agentId, objects.get(item.agentId) ?? new Map(), item.fresh);
+    }
+    const workloadKeys: AgentKey[] = [];
+    const sourceKeys: AgentKey[] = [];
+    for (const item of items) {
+      const mine = objects.get(item.agentId) ?? new Map<string, ReportedObject>();
+      const keys = new Set([...item.keys, ...[...mine.values()].filter((o) => WORKLOAD_KINDS.has(o.kind)).map(objectKey)]);
+      for (const key of keys) workloadKeys.push({ agentId: item.agentId, key });
+      for (const key of item.sourceKeys) sourceKeys.push({ agentId: item.agentId, key });
+    }
+    const split = workloadKeys.map((k) => k.key.split('/'));
+    const [kinds, namespaces, names] = [split.map((p) => p[0]!), split.map((p) => p[1]!), split.map((p) => p.slice(2).join('/'))];
     const { rows } = await round.client.query<DeploymentRow>(
-      `SELECT ${DEPLOYMENT_COLUMNS}
-       FROM deployments d JOIN push_events e ON e.id = d.event_id
-       WHERE d.agent_id = $1 AND d.state IN ('pending', 'fetched', 'failed')
-         AND (d.state <> 'failed' OR d.created_at > $2)
-         AND (d.kind || '/' || d.namespace || '/' || d.name = ANY($3::text[]) OR d.source_key = ANY($4::text[]))
-       ORDER BY d.event_id`,
-      [agentId, new Date(Date.now() - options.timeoutMs), workloadKeys, sourceKeys],
+      `SELECT DISTINCT ON (d.id) ${DEPLOYMENT_COLUMNS}
+       FROM (
+         SELECT d.id FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS k(agent_id, kind, namespace, name)
+         JOIN deployments d ON d.agent_id = k.agent_id AND d.kind = k.kind AND d.namespace = k.namespace AND d.name = k.name
+         WHERE d.state IN ('pending', 'fetched', 'failed')
+         UNION
+         SELECT d.id FROM unnest($5::uuid[], $6::text[]) AS s(agent_id, source_key)
+         JOIN deployments d ON d.agent_id = s.agent_id AND d.source_key = s.source_key
+         WHERE d.state IN ('pending', 'fetched', 'failed')
+       ) AS open
+       JOIN deployments d ON d.id = open.id JOIN push_events e ON e.id = d.event_id
+       WHERE d.state <> 'failed' OR d.created_at > $7
+       ORDER BY d.id`,
+      [workloadKeys.map((k) => k.agentId), kinds, namespaces, names, sourceKeys.map((k) => k.agentId), sourceKeys.map((k) => k.key), new Date(Date.now() - options.timeoutMs)],
     );
     if (rows.length === 0) return;
 
@@ -251,12 +295,13 @@ export function createDeploymentTracker(options: TrackerOptions) {
     const stateOf = (row: DeploymentRow) => changes.get(row.id)?.steps.at(-1)?.state ?? row.state;
     for (const row of rows) {
       const event = triggerEventOf(row);
-      if (!event) continue;
-      const source = objects.get(row.source_key);
+      const mine = objects.get(row.agent_id);
+      if (!event || !mine) continue;
+      const source = mine.get(row.source_key);
       const steps = advance(
         { state: row.state, sourceType: row.source_type, sha: row.commit_sha, fetchedRevision: row.fetched_revision, trigger: event.trigger },
         source,
-        objects.get(rowKey(row)),
+        mine.get(rowKey(row)),
       );
       if (steps.length === 0) continue;
       let target: CommitTarget | undefined;
@@ -266,10 +311,17 @@ export function createDeploymentTracker(options: TrackerOptions) {
     // A later event that got to a workload first supersedes the earlier ones still on their way.
     // A snapshot: the superseded ones added below supersede nothing.
     const movers = Array.from(changes.values());
+    const byWorkload = new Map<string, DeploymentRow[]>();
+    for (const row of rows) {
+      const key = `${row.agent_id}|${rowKey(row)}`;
+      let list = byWorkload.get(key);
+      if (!list) byWorkload.set(key, (list = []));
+      list.push(row);
+    }
     for (const { row, steps } of movers) {
-      for (const older of rows) {
+      for (const older of byWorkload.get(`${row.agent_id}|${rowKey(row)}`) ?? []) {
         const olderState = stateOf(older);
-        if (rowKey(older) !== rowKey(row) || BigInt(older.event_id) >= BigInt(row.event_id)) continue;
+        if (BigInt(older.event_id) >= BigInt(row.event_id)) continue;
         if (olderState !== 'pending' && olderState !== 'fetched') continue;
         const sha = changes.get(row.id)?.target?.sha ?? row.commit_sha;
         if (older.commit_sha !== null && sha !== null && older.commit_sha === sha) continue;
@@ -363,6 +415,11 @@ export function createDeploymentTracker(options: TrackerOptions) {
           const source = byKey.get(sourceKeyOf(workload) ?? '');
           if (!source || !SOURCE_KINDS.has(source.kind) || !sourceTakes(event.trigger, source)) continue;
           candidates.push({ event, agentId: delivery.agentId, deliveredAt: delivery.deliveredAt, source, workload });
+          // Usually a new deployment stays pending; it moves at once only when the source already
+          // has the commit (Flux polled, or the agent reported first). Only then the database is asked.
+          const sourceType = source.kind === 'OCIRepository' ? ('oci' as const) : ('git' as const);
+          const tracked = { state: 'pending' as const, sourceType, sha: event.target?.sha ?? null, fetchedRevision: null, trigger: event.trigger };
+          if (advance(tracked, source, workload).length === 0) continue;
           let t = touched.get(delivery.agentId);
           if (!t) touched.set(delivery.agentId, (t = { keys: new Set(), sources: new Set() }));
           t.keys.add(objectKey(workload));
@@ -370,26 +427,32 @@ export function createDeploymentTracker(options: TrackerOptions) {
         }
       }
       await insert(round, candidates);
-      // The source may have fetched it already (Flux polled, or the agent reported first).
-      for (const [agentId, t] of touched) await evaluate(round, agentId, [...t.keys], [...t.sources], new Set());
+      await evaluate(
+        round,
+        [...touched].map(([agentId, t]) => ({ agentId, keys: [...t.keys], sourceKeys: [...t.sources], fresh: new Set<string>() })),
+      );
       return round.finish();
     },
 
     /**
-     * The agent's objects changed (a status write in this transaction): move what is open, and
-     * create what is missing for the `fresh` ones (new to the connection, or now on another
-     * source, project or ref).
+     * Agents' objects changed (status writes in this transaction): move what is open, and create
+     * what is missing for the `fresh` ones (new to their connection, or now on another source,
+     * project or ref). Any number of agents, in a few statements.
      */
     async onStatus(
       client: pg.PoolClient,
-      agentId: string,
-      changed: { upserted: ReportedObject[]; deleted: string[] },
-      fresh: ReadonlySet<string>,
+      changes: { agentId: string; upserted: ReportedObject[]; fresh: ReadonlySet<string> }[],
     ): Promise<TrackerOutcome> {
       const round = new Round(client);
-      const keys = changed.upserted.filter((o) => WORKLOAD_KINDS.has(o.kind)).map(objectKey);
-      const sourceKeys = changed.upserted.filter((o) => SOURCE_KINDS.has(o.kind)).map(objectKey);
-      if (keys.length > 0 || sourceKeys.length > 0) await evaluate(round, agentId, keys, sourceKeys, fresh);
+      await evaluate(
+        round,
+        changes.map((c) => ({
+          agentId: c.agentId,
+          keys: c.upserted.filter((o) => WORKLOAD_KINDS.has(o.kind)).map(objectKey),
+          sourceKeys: c.upserted.filter((o) => SOURCE_KINDS.has(o.kind)).map(objectKey),
+          fresh: c.fresh,
+        })),
+      );
       return round.finish();
     },
 
