@@ -28,8 +28,6 @@ CREATE TABLE commit_status_outbox (
 );
 CREATE INDEX commit_status_outbox_due_idx ON commit_status_outbox (next_attempt_at, id)
   WHERE posted_at IS NULL AND gave_up_at IS NULL;
-CREATE INDEX commit_status_outbox_done_idx ON commit_status_outbox (created_at)
-  WHERE posted_at IS NOT NULL OR gave_up_at IS NOT NULL;
 
 -- Down Migration
 

@@ -24,6 +24,7 @@ export function startDeploymentSweeper(deps: {
   let running: Promise<void> | undefined;
   let sweeps = 0;
 
+  /** Hourly or so, so a scan of the queue is fine (no index is kept up for it on every status). */
   async function prune(): Promise<void> {
     await deps.pool.query(
       `DELETE FROM commit_status_outbox WHERE (posted_at IS NOT NULL OR gave_up_at IS NOT NULL)

@@ -11,7 +11,8 @@
  * (requestsPerSecond, burst) that a 429 pauses; a timeout per attempt; retries of 408, 429 and
  * 5xx and of unanswered requests, with exponential backoff and jitter, honouring Retry-After;
  * every failure a GitLabApiError saying whether it is worth retrying. gitbeaker still builds
- * the paths (URL-encoding project paths), the JSON bodies and the auth header.
+ * the paths (URL-encoding project paths), the JSON bodies and the auth header; the requests go
+ * out on node:http keep-alive agents (transport.ts).
  */
 import { createRequesterFn, type RequesterType, type ResourceOptions } from '@gitbeaker/requester-utils';
 import { Commits, DeployTokens, Groups, Projects, RepositoryFiles } from '@gitbeaker/rest';
@@ -19,6 +20,7 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../../metrics.js';
 import { GitLabApiError, isTransientStatus, parseRetryAfter } from './errors.js';
 import { sleep, TokenBucket } from './rate-limiter.js';
+import { send, TransportError, type Answer } from './transport.js';
 
 export interface GitLabApiOptions {
   /** GitLab's base URL (KASGATE_GITLAB_URL), e.g. https://gitlab.example.com or https://example.com/gitlab. */
@@ -84,13 +86,37 @@ function excerpt(text: string, contentType: string | null): string {
   return text.slice(0, BODY_EXCERPT);
 }
 
-async function parseBody(response: Response, asStream: boolean): Promise<unknown> {
-  if (asStream) return response.body;
-  if (response.status === 204) return null;
-  const type = (response.headers.get('content-type') ?? '').split(';')[0]!.trim();
-  if (type === 'application/json') return (await response.json()) ?? {};
-  if (type.startsWith('text/')) return response.text();
-  return response.blob();
+/** What gitbeaker expects of a body: JSON parsed, text as a string, else a Blob (204: null). */
+function bodyOf(answer: Answer): unknown {
+  if (answer.status === 204) return null;
+  const type = (answer.headers['content-type'] ?? '').split(';')[0]!.trim();
+  if (type === 'application/json') return answer.body.length === 0 ? {} : (JSON.parse(answer.body.toString('utf8')) ?? {});
+  if (type.startsWith('text/')) return answer.body.toString('utf8');
+  return new Blob([answer.body]);
+}
+
+type Transmitted = Answer & { stream?: ReadableStream<Uint8Array> | null };
+
+/**
+ * One request. JSON and form-encoded bodies go through node:http (transport.ts); multipart
+ * uploads and streamed downloads (rare: files, archives) through fetch, which handles those shapes.
+ */
+async function transmit(url: URL, method: string, request: Record<string, unknown>, signal: AbortSignal, timeoutMs = 0): Promise<Transmitted> {
+  const headers = (request.headers ?? {}) as Record<string, string>;
+  const body = request.body;
+  if (request.asStream !== true && (body === undefined || typeof body === 'string')) {
+    return send(url, { method, headers, body, timeoutMs, signal });
+  }
+  let response: Response;
+  try {
+    response = await fetch(url, { method, headers, body: body as FormData | undefined, signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) });
+  } catch (err) {
+    const name = (err as Error).name;
+    throw new TransportError((err as Error).message, name === 'TimeoutError' ? 'timeout' : signal.aborted ? 'aborted' : 'network');
+  }
+  const answerHeaders = Object.fromEntries(response.headers.entries());
+  if (request.asStream === true && response.ok) return { status: response.status, headers: answerHeaders, body: Buffer.alloc(0), stream: response.body };
+  return { status: response.status, headers: answerHeaders, body: Buffer.from(await response.arrayBuffer()) };
 }
 
 interface Shared {
@@ -105,13 +131,15 @@ function build(shared: Shared, policy: RetryPolicy, parent?: AbortSignal): GitLa
   const closing = { signal: parent ? AbortSignal.any([parent, own.signal]) : own.signal };
   const { log, metrics } = options;
 
-  async function send(endpoint: string, request: Record<string, unknown>) {
+  async function call(endpoint: string, request: Record<string, unknown>) {
     const method = String(request.method ?? 'GET');
     const prefix = String(request.prefixUrl);
     const url = new URL(endpoint, prefix.endsWith('/') ? prefix : `${prefix}/`);
     if (typeof request.searchParams === 'string') url.search = request.searchParams;
     const path = url.pathname.replace(/^.*?\/api\/v4\//, '/');
     const callerSignal = request.signal instanceof AbortSignal ? request.signal : undefined;
+    // gitbeaker passes a signal only with a queryTimeout, which we never set; combine it if one comes.
+    const signal = callerSignal ? AbortSignal.any([closing.signal, callerSignal]) : closing.signal;
     const fail = (message: string, status: number | undefined, retryable: boolean, retryAfterMs?: number, body?: string) =>
       new GitLabApiError(`GitLab ${method} ${path}: ${message}`, { method, path, status, retryable, retryAfterMs, body });
 
@@ -120,37 +148,31 @@ function build(shared: Shared, policy: RetryPolicy, parent?: AbortSignal): GitLa
       await bucket.take(closing.signal).catch(() => {
         throw fail('the client is closed', undefined, true);
       });
-      const signals = [AbortSignal.timeout(options.timeoutMs), closing.signal, ...(callerSignal ? [callerSignal] : [])];
-      let response: Response;
+      let answer: Transmitted;
       try {
-        response = await fetch(url, {
-          method,
-          headers: request.headers as Record<string, string>,
-          body: request.body as string | FormData | undefined,
-          signal: AbortSignal.any(signals),
-        });
+        answer = await transmit(url, method, request, signal, options.timeoutMs);
       } catch (err) {
-        const timedOut = (err as Error).name === 'TimeoutError';
-        metrics.gitlabRequests.inc({ method, status: timedOut ? 'timeout' : 'unanswered' });
-        const error = fail(timedOut ? `no answer within ${options.timeoutMs} ms` : `no answer (${(err as Error).message})`, undefined, true);
-        if (closing.signal.aborted || callerSignal?.aborted || attempt >= policy.maxAttempts) throw error;
+        const reason = err instanceof TransportError ? err.reason : 'network';
+        metrics.gitlabRequests.inc({ method, status: reason === 'timeout' ? 'timeout' : 'unanswered' });
+        const error = fail(reason === 'timeout' ? `no answer within ${options.timeoutMs} ms` : `no answer (${(err as Error).message})`, undefined, true);
+        if (signal.aborted || attempt >= policy.maxAttempts) throw error;
         log.debug({ path, attempt, err: error.message }, 'GitLab request failed; retrying');
         await sleep(backoffMs(attempt), closing.signal).catch(() => {});
         continue;
       }
-      metrics.gitlabRequests.inc({ method, status: String(response.status) });
-      if (response.ok) {
-        return { body: await parseBody(response, request.asStream === true), headers: Object.fromEntries(response.headers.entries()), status: response.status };
+      metrics.gitlabRequests.inc({ method, status: String(answer.status) });
+      if (answer.status >= 200 && answer.status < 300) {
+        return { body: answer.stream ?? bodyOf(answer), headers: answer.headers, status: answer.status };
       }
-      const text = await response.text().catch(() => '');
-      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
-      if (response.status === 429) bucket.pauseFor(retryAfterMs ?? backoffMs(attempt));
-      const retryable = policy.retryStatus(response.status);
-      const said = excerpt(text, response.headers.get('content-type'));
-      const error = fail(`${response.status}${said ? ` ${said}` : ''}`, response.status, retryable, retryAfterMs, said);
+      const text = answer.body.toString('utf8');
+      const retryAfterMs = parseRetryAfter(answer.headers['retry-after']);
+      if (answer.status === 429) bucket.pauseFor(retryAfterMs ?? backoffMs(attempt));
+      const retryable = policy.retryStatus(answer.status);
+      const said = excerpt(text, answer.headers['content-type'] ?? null);
+      const error = fail(`${answer.status}${said ? ` ${said}` : ''}`, answer.status, retryable, retryAfterMs, said);
       const wait = retryAfterMs ?? backoffMs(attempt);
       if (!retryable || attempt >= policy.maxAttempts || wait > policy.maxRetryDelayMs) throw error;
-      log.debug({ path, attempt, status: response.status, waitMs: Math.round(wait) }, 'GitLab answered with a transient error; retrying');
+      log.debug({ path, attempt, status: answer.status, waitMs: Math.round(wait) }, 'GitLab answered with a transient error; retrying');
       await sleep(wait, closing.signal).catch(() => {});
     }
   }
@@ -158,7 +180,7 @@ function build(shared: Shared, policy: RetryPolicy, parent?: AbortSignal): GitLa
   const requesterFn: (resourceOptions: ResourceOptions) => RequesterType = createRequesterFn(
     async (_service, requestOptions) => requestOptions,
     // gitbeaker's types want its own response body union; ours is the same at run time.
-    send as never,
+    call as never,
   );
   const instances = new Map<Resource<unknown>, unknown>();
   const api: GitLabApi = {
