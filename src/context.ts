@@ -121,10 +121,11 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     );
     closers.push(() => pool.end());
     // Cluster state, deployments and commit statuses write from their own small pool, so that no
-    // amount of agent status traffic or GitLab trouble can queue a webhook behind it (on Postgres).
+    // amount of agent status traffic or GitLab trouble can queue a webhook behind it (on Postgres),
+    // committing asynchronously so that their WAL flushes do not delay the event log's.
     const backgroundPool = embedded
       ? pool
-      : createPool({ connection, schema: config.dbSchema, timeoutMs: Math.max(config.dbTimeoutMs, 10_000), max: 6 }, log);
+      : createPool({ connection, schema: config.dbSchema, timeoutMs: Math.max(config.dbTimeoutMs, 10_000), max: 6, asyncCommit: true }, log);
     if (!embedded) closers.push(() => backgroundPool.end());
 
     const secrets = embedded
