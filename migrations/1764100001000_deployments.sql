@@ -2,8 +2,11 @@
 
 -- Which agent got which event, and when first (src/deployments/deliveries.ts). delivered_count
 -- on push_events stays: it counts frames (replays included), this counts agents.
+-- No foreign key to push_events, here or in deployments: its check would lock the newest events'
+-- rows, on the very pages the event log appends to; rows of events retention removed are pruned
+-- by the deployment sweeper (src/deployments/sweeper.ts), and every read joins the event.
 CREATE TABLE event_deliveries (
-  event_id     bigint      NOT NULL REFERENCES push_events (id) ON DELETE CASCADE,
+  event_id     bigint      NOT NULL,
   agent_id     uuid        NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
   delivered_at timestamptz NOT NULL,
   PRIMARY KEY (event_id, agent_id)
@@ -13,7 +16,7 @@ CREATE INDEX event_deliveries_agent_idx ON event_deliveries (agent_id, delivered
 -- One event followed to one Kustomization or HelmRelease of one agent (src/deployments).
 CREATE TABLE deployments (
   id               bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  event_id         bigint      NOT NULL REFERENCES push_events (id) ON DELETE CASCADE,
+  event_id         bigint      NOT NULL,
   agent_id         uuid        NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
   kind             text        NOT NULL,
   namespace        text        NOT NULL,

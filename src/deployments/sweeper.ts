@@ -1,7 +1,8 @@
 /**
  * The periodic chores of deployments, on every replica (each is safe run concurrently): time
- * out what got no outcome within KASGATE_DEPLOYMENT_TIMEOUT, and drop commit statuses done long
- * ago and connections that closed with nothing left to show.
+ * out what got no outcome within KASGATE_DEPLOYMENT_TIMEOUT, and drop the deliveries and
+ * deployments of events retention removed, commit statuses done long ago, and connections that
+ * closed with nothing left to show.
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -26,6 +27,10 @@ export function startDeploymentSweeper(deps: {
 
   /** Hourly or so, so a scan of the queue is fine (no index is kept up for it on every status). */
   async function prune(): Promise<void> {
+    // Deliveries and deployments of events that retention removed (no foreign key does it: see the migration).
+    for (const table of ['event_deliveries', 'deployments']) {
+      await deps.pool.query(`DELETE FROM ${table} WHERE event_id <= (SELECT pruned_through FROM event_log_state)`);
+    }
     await deps.pool.query(
       `DELETE FROM commit_status_outbox WHERE (posted_at IS NOT NULL OR gave_up_at IS NOT NULL)
          AND created_at < now() - make_interval(secs => $1::double precision / 1000)`,

@@ -461,7 +461,8 @@ export function createDeploymentTracker(options: TrackerOptions) {
       const total = emptyOutcome();
       const cutoff = new Date(Date.now() - options.timeoutMs);
       const { rows: agents } = await pool.query<{ agent_id: string }>(
-        `SELECT DISTINCT agent_id FROM deployments WHERE state IN ('pending', 'fetched') AND created_at < $1 LIMIT 100`,
+        `SELECT DISTINCT d.agent_id FROM deployments d JOIN push_events e ON e.id = d.event_id
+         WHERE d.state IN ('pending', 'fetched') AND d.created_at < $1 LIMIT 100`,
         [cutoff],
       );
       for (const { agent_id: agentId } of agents) {
