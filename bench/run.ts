@@ -15,6 +15,7 @@ import { capacityScenario } from './scenarios/capacity.js';
 import { throughputScenario } from './scenarios/throughput.js';
 import { latencyScenario } from './scenarios/latency.js';
 import { fanoutScenario } from './scenarios/fanout.js';
+import { deploymentsScenario } from './scenarios/deployments.js';
 import { summarizeProfile } from './profile-summary.js';
 
 const started = Date.now();
@@ -93,6 +94,9 @@ async function main(options: BenchOptions): Promise<void> {
       if (scenario === 'throughput') figures.push(...(await throughputScenario(ctx, 'throughput', [withAgents(apiAgents), ...floors])));
       if (scenario === 'latency') figures.push(...(await latencyScenario(ctx, [withAgents(apiAgents), ...floors])));
       if (scenario === 'fanout') figures.push(...(await fanoutScenario(ctx, [withAgents(bulkAgents), ...floors])));
+      if (scenario === 'deployments') {
+        figures.push(...(await deploymentsScenario(ctx, { databaseUrl: options.databaseUrl, redisUrl: options.redisUrl, kasgateOptions, servers })));
+      }
       if (scenario === 'replicas') {
         const [kasgateB, floorRedisB] = await Promise.all([
           startKasgate(deployment, kasgateOptions('kasgate-b')),

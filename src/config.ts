@@ -113,6 +113,7 @@ const EnvSchema = z.object({
   KASGATE_GITLAB_TOKEN: optionalString,
   KASGATE_GITLAB_REQUESTS_PER_SECOND: int(50, 1, 100_000),
   KASGATE_GITLAB_BURST: int(250, 1, 1_000_000),
+  KASGATE_GITLAB_TIMEOUT: duration('10s'),
   KASGATE_PUBLIC_URL: url(['http:', 'https:']),
   KASGATE_ENCRYPTION_KEY: optionalString.refine((s) => s === undefined || encryptionKeyBytes(s) !== undefined, {
     message: 'must be 32 random bytes, as 64 hex characters or base64 (openssl rand -base64 32)',
@@ -160,7 +161,7 @@ export interface Config {
   /** Accepted `Authorization` header values of container registry notifications. */
   registrySecrets: string[];
   /** The GitLab API (commit statuses, config files, deploy tokens); undefined when not configured. */
-  gitlab: { url: string; token: string; requestsPerSecond: number; burst: number } | undefined;
+  gitlab: { url: string; token: string; requestsPerSecond: number; burst: number; timeoutMs: number } | undefined;
   /** Where people reach this gateway (links in commit statuses), without a trailing slash. */
   publicUrl: string | undefined;
   /** AES-256-GCM key for what must be kept in clear (deploy tokens not yet applied). */
@@ -238,6 +239,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
             token: e.KASGATE_GITLAB_TOKEN,
             requestsPerSecond: e.KASGATE_GITLAB_REQUESTS_PER_SECOND,
             burst: e.KASGATE_GITLAB_BURST,
+            timeoutMs: e.KASGATE_GITLAB_TIMEOUT,
           }
         : undefined,
     publicUrl: e.KASGATE_PUBLIC_URL?.replace(/\/+$/, ''),

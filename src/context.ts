@@ -30,8 +30,16 @@ import { createHub, type Hub } from './fanout/hub.js';
 import { startDispatcher, type Dispatcher } from './fanout/dispatcher.js';
 import { applyControl } from './fanout/control.js';
 import { createLiveFeed, type LiveFeed } from './ui/live-feed.js';
-import { noClusterState, type ClusterView } from './ui/cluster-view.js';
+import type { ClusterView } from './ui/cluster-view.js';
 import { createStatusQueries } from './ui/status-queries.js';
+import { createGitLabApi, type GitLabApi } from './gitlab/api/client.js';
+import { startStatusWorker, type StatusWorker } from './gitlab/commit-statuses/outbox.js';
+import { createDeploymentTracker } from './deployments/tracker.js';
+import type { DeliveryRecorder } from './deployments/deliveries.js';
+import { createDeploymentStore, type DeploymentStore } from './deployments/deployment-store.js';
+import { startDeploymentSweeper } from './deployments/sweeper.js';
+import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
+import { createClusterState, type ClusterState } from './cluster/cluster-state.js';
 
 export interface AppContext {
   config: Config;
@@ -53,9 +61,21 @@ export interface AppContext {
   dispatcher: Dispatcher;
   /** The status page's live feed (one per replica). */
   live: LiveFeed;
-  /** Cluster state as the status page reads it; empty until the cluster-state module is wired in. */
-  cluster: ClusterView;
+  /** Cluster state as the status page reads it (objects, deliveries, deployments). */
+  clusterView: ClusterView;
   retention: ReturnType<typeof startRetention>;
+  /** The GitLab API client (commit statuses; config files, deploy tokens); undefined without KASGATE_GITLAB_URL/TOKEN. */
+  gitlabApi: GitLabApi | undefined;
+  /** Agents' Flux objects as reported in status frames. */
+  cluster: ClusterState;
+  /** Per-agent deliveries (the hub and replay record them; written with the agent's status, see cluster/). */
+  deliveries: DeliveryRecorder;
+  /** Deliveries and deployments of events, for the API and the status page. */
+  deployments: DeploymentStore;
+  /** What this replica just changed, for live views. */
+  changes: ChangeFeed;
+  /** Posts the commit statuses owed; undefined without the GitLab API. */
+  statusWorker: StatusWorker | undefined;
   /** Per dependency: 'ok' or what is wrong. */
   readiness(): Promise<Record<string, string>>;
   close(): Promise<void>;
@@ -132,11 +152,22 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       connection = { connectionString: config.databaseUrl };
     }
     await migrate(connection, config.dbSchema, log);
+    // Embedded: one connection. pglite-socket feeds every socket's protocol messages into PGlite's
+    // one session in arrival order, so two connections running parameterized queries at once can
+    // bind each other's unnamed statements ("malformed array literal"); PGlite runs one statement
+    // at a time anyway.
     const pool = createPool(
-      { connection, schema: config.dbSchema, timeoutMs: config.dbTimeoutMs, max: embedded ? 4 : 10 },
+      { connection, schema: config.dbSchema, timeoutMs: config.dbTimeoutMs, max: embedded ? 1 : 10 },
       log,
     );
     closers.push(() => pool.end());
+    // Cluster state, deployments and commit statuses write from their own small pool, so that no
+    // amount of agent status traffic or GitLab trouble can queue a webhook behind it (on Postgres),
+    // committing asynchronously so that their WAL flushes do not delay the event log's.
+    const backgroundPool = embedded
+      ? pool
+      : createPool({ connection, schema: config.dbSchema, timeoutMs: Math.max(config.dbTimeoutMs, 10_000), max: 6, asyncCommit: true }, log);
+    if (!embedded) closers.push(() => backgroundPool.end());
 
     const secrets = embedded
       ? await resolveSecrets(config, log)
@@ -161,9 +192,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       presence = createInProcessPresence(presenceTtlMs);
     }
     closers.push(() => bus.close());
-    // The cluster-state module replaces noClusterState here; the feed reads it through the context.
-    const cluster: ClusterView = noClusterState;
-    const live = createLiveFeed({ bus, presence, queries: createStatusQueries(pool), cluster: () => context.cluster, log });
+    const live = createLiveFeed({ bus, presence, queries: createStatusQueries(pool), cluster: () => context.clusterView, log });
     closers.push(async () => live.close());
     presence = live.observePresence(presence);
 
@@ -205,7 +234,78 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       deadlineMs: config.dbTimeoutMs + 300,
     });
 
-    const hub = createHub({ events, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
+    const changes = createChangeFeed();
+    const gitlabApi = config.gitlab
+      ? createGitLabApi({
+          url: config.gitlab.url,
+          token: config.gitlab.token,
+          requestsPerSecond: config.gitlab.requestsPerSecond,
+          burst: config.gitlab.burst,
+          timeoutMs: config.gitlab.timeoutMs,
+          log,
+          metrics,
+        })
+      : undefined;
+    if (gitlabApi) closers.push(async () => gitlabApi.close());
+    const statusWorker = gitlabApi
+      ? startStatusWorker({
+          pool: backgroundPool,
+          api: gitlabApi,
+          replicaId: config.replicaId,
+          leaseMs: 3 * config.gitlab!.timeoutMs + 5000,
+          expireAfterMs: config.eventRetentionMs,
+          metrics,
+          log,
+        })
+      : undefined;
+    if (statusWorker) closers.push(() => statusWorker.stop());
+    const tracker = createDeploymentTracker({
+      timeoutMs: config.deploymentTimeoutMs,
+      publicUrl: config.publicUrl,
+      gitlabUrl: config.gitlab?.url,
+      statuses: gitlabApi !== undefined,
+      metrics,
+      log,
+    });
+    const announce = (outcome: { eventIds: Set<string>; statusesQueued: number }) => {
+      changes.eventsChanged(outcome.eventIds);
+      if (outcome.statusesQueued > 0) statusWorker?.nudge();
+    };
+    const cluster = createClusterState({
+      pool: backgroundPool,
+      presence,
+      tracker,
+      metrics,
+      log,
+      maxObjects: config.maxStatusObjects,
+      replicaId: config.replicaId,
+      onWritten: (agentIds, outcome) => {
+        for (const agentId of agentIds) changes.objectsChanged(agentId);
+        announce(outcome);
+      },
+    });
+    closers.push(() => cluster.close());
+    const deliveries = cluster.deliveries;
+    const sweeper = startDeploymentSweeper({
+      pool: backgroundPool,
+      tracker,
+      timeoutMs: config.deploymentTimeoutMs,
+      keepMs: config.eventRetentionMs,
+      log,
+      onSwept: announce,
+    });
+    closers.push(() => sweeper.stop());
+    const deployments = createDeploymentStore(backgroundPool);
+    const clusterView: ClusterView = {
+      enabled: true,
+      objectsOf: (agentId) => cluster.objectsOf(agentId),
+      deliveriesOf: async (eventId) => (await deployments.forEvent(eventId)).deliveries,
+      deploymentsOf: (eventIds) => deployments.forEvents(eventIds),
+    };
+    // Deployments this replica changed: one bus message, and every replica's page re-reads them.
+    changes.onEvents((eventIds) => live.deploymentsChanged(eventIds));
+
+    const hub = createHub({ events, deliveries, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
     closers.push(async () => hub.stop());
     dispatcher = await startDispatcher({ events, hub: live.dispatchingTo(hub), bus, metrics, log, sweepSeconds: config.sweepSeconds });
     live.startAfter(dispatcher.highestDispatched);
@@ -237,8 +337,14 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       hub,
       dispatcher,
       live,
-      cluster,
+      clusterView,
       retention,
+      gitlabApi,
+      cluster,
+      deliveries,
+      deployments,
+      changes,
+      statusWorker,
       async readiness() {
         const degraded = `cross-replica fan-out degraded to the periodic sweep (every ${config.sweepSeconds} s)`;
         const postgres = pool.query('SELECT 1').then(

@@ -85,6 +85,51 @@ export function createMetrics() {
       help: 'Agent connection attempts refused for a bad, revoked or deleted token',
       registers,
     }),
+    statusObjectsRefused: new Counter({
+      name: 'kasgate_status_objects_refused_total',
+      help: 'Objects in status frames not stored because the agent is at KASGATE_MAX_STATUS_OBJECTS',
+      registers,
+    }),
+    statusWriteDuration: new Histogram({
+      name: 'kasgate_agent_writes_seconds',
+      help: "Time of one batch of agents' writes (deliveries, status objects, deployments moved) in one transaction, pool wait included",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
+    statusWriteFailures: new Counter({
+      name: 'kasgate_agent_write_failures_total',
+      help: "Agents whose writes (deliveries, status objects) failed to commit; retried with backoff",
+      registers,
+    }),
+    deploymentsFinished: new Counter({
+      name: 'kasgate_deployments_finished_total',
+      help: 'Deployments (event x agent x Kustomization or HelmRelease) reaching a final state, by state',
+      labelNames: ['state'] as const,
+      registers,
+    }),
+    pushToApplied: new Histogram({
+      name: 'kasgate_push_to_applied_seconds',
+      help: 'Time from the webhook reaching kasgate to Flux reporting the push applied (per deployment)',
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers,
+    }),
+    gitlabRequests: new Counter({
+      name: 'kasgate_gitlab_requests_total',
+      help: 'Requests to the GitLab API by method and answer (status code, timeout, unanswered)',
+      labelNames: ['method', 'status'] as const,
+      registers,
+    }),
+    commitStatuses: new Counter({
+      name: 'kasgate_commit_statuses_total',
+      help: 'Commit status posts by state and outcome: posted, retried (429, 5xx, no answer: tried again later), rejected (other 4xx: never retried), expired',
+      labelNames: ['state', 'outcome'] as const,
+      registers,
+    }),
+    commitStatusesOwed: new Gauge({
+      name: 'kasgate_commit_statuses_owed',
+      help: 'Commit statuses waiting to be posted (all replicas), as this replica last counted',
+      registers,
+    }),
   };
 }
 

@@ -46,12 +46,16 @@ export function staticBodies(templates: string[]): string[] {
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
-/** POSTs a webhook; resolves with the status (0 on a transport error). */
-export function post(target: Target, body: string): Promise<number> {
+/** POSTs a webhook; resolves with the status (0 on a transport error), and records the answer time in µs when asked. */
+export function post(target: Target, body: string, answerUs?: number[]): Promise<number> {
+  const started = nowUs();
   return new Promise((resolve) => {
     const request = http.request(`${target.url}/webhooks/gitlab`, { method: 'POST', agent, headers: target.headers }, (response) => {
       response.resume();
-      response.on('end', () => resolve(response.statusCode ?? 0));
+      response.on('end', () => {
+        answerUs?.push(nowUs() - started);
+        resolve(response.statusCode ?? 0);
+      });
     });
     request.on('error', () => resolve(0));
     request.end(body);
@@ -62,13 +66,13 @@ export function post(target: Target, body: string): Promise<number> {
  * Open loop: sends at `rate` per second for `seconds`, whatever the answers do, each stamped
  * when it leaves. Returns the statuses.
  */
-export async function openLoop(target: Target, templates: string[], rate: number, seconds: number) {
+export async function openLoop(target: Target, templates: string[], rate: number, seconds: number, answerUs?: number[]) {
   const total = rate * seconds;
   const started = nowUs();
   const answers: Promise<number>[] = [];
   while (answers.length < total) {
     const due = Math.min(total, Math.floor(((nowUs() - started) / 1e6) * rate) + 1);
-    while (answers.length < due) answers.push(post(target, stamp(templates[answers.length % templates.length]!).body));
+    while (answers.length < due) answers.push(post(target, stamp(templates[answers.length % templates.length]!).body, answerUs));
     await new Promise((r) => setTimeout(r, 1));
   }
   const sendSeconds = (nowUs() - started) / 1e6;

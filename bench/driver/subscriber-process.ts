@@ -25,13 +25,42 @@ function reset(samplesWanted: boolean): void {
   byKey = new Map();
 }
 
-function onPush(data: Buffer): void {
+/** The status frames of a reporting agent (see ClientSpec.status). */
+function statusObjects(project: string, sha: string | undefined) {
+  const revision = sha ? `main@sha1:${sha}` : null;
+  const source = {
+    kind: 'GitRepository',
+    namespace: 'flux-system',
+    name: 'app',
+    ready: sha ? 'True' : 'Unknown',
+    revision,
+    url: `https://gitlab.example.com/${project}.git`,
+    project,
+    ref: { branch: 'main' },
+  };
+  const workload = {
+    kind: 'Kustomization',
+    namespace: 'flux-system',
+    name: 'app',
+    ready: sha ? 'True' : 'Unknown',
+    reason: sha ? 'ReconciliationSucceeded' : 'Progressing',
+    message: sha ? `Applied revision: ${revision}` : null,
+    revision,
+    attemptedRevision: revision,
+    sourceRef: { kind: 'GitRepository', namespace: 'flux-system', name: 'app' },
+  };
+  return [source, workload];
+}
+
+function onPush(data: Buffer, ws?: WebSocket, project?: string): void {
   const at = nowUs();
   frames++;
   if (firstUs === 0) firstUs = at;
   lastUs = at;
   const key = keyOfFrame(data);
   if (key === undefined) return;
+  // The stand-in controllers fetch and apply at once.
+  if (ws && project) ws.send(JSON.stringify({ type: 'status', full: false, objects: statusObjects(project, key) }));
   const entry = byKey.get(key);
   if (entry) {
     entry.count++;
@@ -51,12 +80,13 @@ function connect(spec: ClientSpec, localAddress: string): Promise<void> {
     });
     let stage: 'hello' | 'subscribed' | 'live' = 'hello';
     ws.on('message', (data: Buffer) => {
-      if (stage === 'live') return onPush(data);
+      if (stage === 'live') return onPush(data, ws, spec.status?.project);
       if (stage === 'hello') {
         stage = 'subscribed';
         ws.send(JSON.stringify({ type: 'subscribe', projects: spec.projects }));
       } else if (data.includes('"subscribed"')) {
         stage = 'live';
+        if (spec.status) ws.send(JSON.stringify({ type: 'status', full: true, objects: statusObjects(spec.status.project, undefined) }));
         clients.add(ws);
         resolve();
       }

@@ -4,6 +4,11 @@ export interface ClientSpec {
   /** Absent for the floor, which does not authenticate. */
   token?: string;
   projects: string[];
+  /**
+   * Report Flux status as an agent would, with controllers that take no time: a GitRepository on
+   * this project (branch main) and a Kustomization on it, and on every push both at its commit.
+   */
+  status?: { project: string };
 }
 
 export interface Collected {

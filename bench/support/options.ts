@@ -1,8 +1,8 @@
 /** Benchmark options, from the environment (the only reader of process.env in bench/). */
 import { availableParallelism } from 'node:os';
 
-export type ScenarioName = 'capacity' | 'throughput' | 'latency' | 'fanout' | 'replicas';
-export const ALL_SCENARIOS: ScenarioName[] = ['capacity', 'throughput', 'latency', 'fanout', 'replicas'];
+export type ScenarioName = 'capacity' | 'throughput' | 'latency' | 'fanout' | 'replicas' | 'deployments';
+export const ALL_SCENARIOS: ScenarioName[] = ['capacity', 'throughput', 'latency', 'fanout', 'replicas', 'deployments'];
 
 export interface BenchOptions {
   full: boolean;
@@ -21,6 +21,8 @@ export interface BenchOptions {
   latency: { rate: number; seconds: number };
   fanout: { agents: number; pushes: number };
   capacity: { agents: number; idleSeconds: number };
+  /** Push → applied with agents reporting status; `baseline` is the git ref measured beside it (undefined: none). */
+  deployments: { agents: number; rate: number; seconds: number; baseline: string | undefined };
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -56,5 +58,11 @@ export function loadOptions(env: NodeJS.ProcessEnv): BenchOptions {
     latency: { rate: int(env, 'BENCH_LATENCY_RATE', 500), seconds: int(env, 'BENCH_SECONDS', 5) },
     fanout: { agents: int(env, 'BENCH_FANOUT_AGENTS', full ? 10_000 : 2_000), pushes: 10 },
     capacity: { agents: int(env, 'BENCH_CAPACITY_AGENTS', full ? 20_000 : 5_000), idleSeconds: 3 },
+    deployments: {
+      agents: 200,
+      rate: int(env, 'BENCH_DEPLOY_RATE', 200),
+      seconds: int(env, 'BENCH_SECONDS', 5),
+      baseline: env.BENCH_BASELINE === 'none' ? undefined : env.BENCH_BASELINE || 'merge-base',
+    },
   };
 }

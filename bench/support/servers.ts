@@ -53,12 +53,12 @@ async function waitHealthy(url: string, child: ChildProcess, name: string, timeo
   throw new Error(`${name} did not become healthy within ${timeoutMs} ms`);
 }
 
-async function spawnServer(kind: TargetKind, name: string, args: string[], env: NodeJS.ProcessEnv, logDir: string): Promise<ServerProcess> {
+async function spawnServer(kind: TargetKind, name: string, args: string[], env: NodeJS.ProcessEnv, logDir: string, cwd = ROOT): Promise<ServerProcess> {
   const port = await freePort();
   mkdirSync(logDir, { recursive: true });
   const logFd = openSync(join(logDir, `${name}.log`), 'w');
   const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', '--import', PROBE, ...args], {
-    cwd: ROOT,
+    cwd,
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ['ignore', logFd, logFd, 'ipc'],
   });
@@ -116,6 +116,10 @@ export interface KasgateOptions {
   profileStamp?: string;
   logLevel: string;
   logDir: string;
+  /** Run the kasgate of another tree (a baseline checkout, see baseline.ts) rather than this one. */
+  root?: string;
+  /** Environment over the deployment's. */
+  env?: Record<string, string>;
 }
 
 export function startKasgate(deployment: Deployment, options: KasgateOptions) {
@@ -123,7 +127,14 @@ export function startKasgate(deployment: Deployment, options: KasgateOptions) {
   const profile = options.profileStamp
     ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILES_DIR, options.profileStamp, options.name)}`]
     : [];
-  return spawnServer('kasgate', options.name, [...profile, ...entry], { ...deployment.kasgateEnv, LOG_LEVEL: options.logLevel }, options.logDir);
+  return spawnServer(
+    'kasgate',
+    options.name,
+    [...profile, ...entry],
+    { ...deployment.kasgateEnv, ...options.env, LOG_LEVEL: options.logLevel },
+    options.logDir,
+    options.root ?? ROOT,
+  );
 }
 
 export function startFloor(mode: 'memory' | 'redis', deployment: Deployment, options: { name: string; logDir: string }) {

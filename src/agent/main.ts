@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { CoreV1Api, CustomObjectsApi, KubernetesObjectApi, type KubeConfig } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
-import type { SubscribeFrame } from '../protocol/kasgate-v1.js';
+import { ErrorCode, type SubscribeFrame } from '../protocol/kasgate-v1.js';
 import { AnnotateReconciler } from './annotate.js';
 import { sleep } from './backoff.js';
 import { AgentConfigError, parseAgentConfig, type AgentConfig } from './config.js';
@@ -69,9 +69,6 @@ type WatchedKind = SourceKind | WorkloadKind;
 
 /** How long the first full status set waits for the first lists of Kustomizations and HelmReleases. */
 const PRIMED_TIMEOUT_MS = 10_000;
-
-/** The gateway's error code asking for the full status set again, from part 1. */
-const STATUS_PART_OUT_OF_ORDER = 'status_part_out_of_order';
 
 const KIND_CRDS: Record<WatchedKind, CrdRef> = {
   GitRepository: GIT_REPOSITORY,
@@ -242,7 +239,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         onCredentials: (frame) => credentials.handle(frame),
         onError: (frame) => {
           // The gateway lost track of a full set being assembled: it asks for the set again.
-          if (frame.code === STATUS_PART_OUT_OF_ORDER) reporter.resendFull();
+          // The gateway asks for the full status set again, from part 1.
+          if (frame.code === ErrorCode.StatusPartOutOfOrder) reporter.resendFull();
         },
         onConnectedChange: (connected) => {
           if (!connected) reporter.disconnected();

@@ -10,6 +10,13 @@ export interface PoolOptions {
   /** Connect and query timeout: a webhook must get its 503 well inside GitLab's 10 s budget. */
   timeoutMs: number;
   max: number;
+  /**
+   * Commit without waiting for the WAL flush (synchronous_commit=off): a Postgres crash may lose
+   * the last few hundred milliseconds of commits, never consistency. For state that is rebuilt
+   * or re-sent (cluster state, deployments, commit statuses), so that its commits do not queue
+   * the event log's flushes; never for the event log.
+   */
+  asyncCommit?: boolean;
 }
 
 export function createPool(options: PoolOptions, log: Logger): pg.Pool {
@@ -21,7 +28,7 @@ export function createPool(options: PoolOptions, log: Logger): pg.Pool {
     statement_timeout: options.timeoutMs,
     idleTimeoutMillis: 30_000,
     keepAlive: true,
-    options: `-c search_path=${options.schema}`,
+    options: `-c search_path=${options.schema}${options.asyncCommit ? ' -c synchronous_commit=off' : ''}`,
     application_name: 'kasgate',
   });
   // An idle client losing its server must not crash the process; the pool replaces it.

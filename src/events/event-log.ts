@@ -270,6 +270,16 @@ export function createEventLog(
       }));
     },
 
+    /** One event of the log, or undefined (unknown, or removed by retention). */
+    async get(id: string): Promise<LoggedEvent | undefined> {
+      const { rows } = await pool.query<EventRow & { user_username: string | null; delivered_count: number }>(
+        `SELECT ${EVENT_COLUMNS}, user_username, delivered_count FROM push_events WHERE id = $1`,
+        [id],
+      );
+      const row = rows[0];
+      return row && { ...toStoredEvent(row), userUsername: row.user_username, deliveredCount: row.delivered_count };
+    },
+
     async highestId(): Promise<string> {
       const { rows } = await pool.query<{ max: string | null }>('SELECT max(id) AS max FROM push_events');
       return rows[0]?.max ?? '0';

@@ -8,6 +8,7 @@ import { buildAccess, isWellFormedPath, VISIBILITY_PUBLIC, normalizePath } from 
 import type { AgentStore } from '../agents/agent-store.js';
 import type { TokenStore } from '../agents/token-store.js';
 import type { EventLog } from '../events/event-log.js';
+import type { DeliveryRecorder } from '../deployments/deliveries.js';
 import type { StoredEvent } from '../events/event.js';
 import type { Metrics } from '../metrics.js';
 import { CloseCode } from '../protocol/kasgate-v1.js';
@@ -17,6 +18,7 @@ import type { Presence } from './presence.js';
 
 export interface HubDeps {
   events: Pick<EventLog, 'countDeliveries'>;
+  deliveries: Pick<DeliveryRecorder, 'record'>;
   agents: Pick<AgentStore, 'accessInputs'>;
   tokens: Pick<TokenStore, 'activeAmong'>;
   presence: Presence;
@@ -155,7 +157,12 @@ export function createHub(deps: HubDeps) {
       const isPublic = event.visibility === VISIBILITY_PUBLIC;
       let written = 0;
       const id = BigInt(event.id);
-      for (const session of subscribers) if (session.offer(event, id, frame, path, isPublic)) written++;
+      for (const session of subscribers) {
+        if (session.offer(event, id, frame, path, isPublic)) {
+          written++;
+          deps.deliveries.record(event.id, session.agentId);
+        }
+      }
       if (written > 0) {
         deps.metrics.pushesDelivered.inc(written);
         deps.events.countDeliveries(event.id, written);

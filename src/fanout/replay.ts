@@ -9,6 +9,7 @@
  */
 import type { Logger } from 'pino';
 import type { EventLog } from '../events/event-log.js';
+import type { DeliveryRecorder } from '../deployments/deliveries.js';
 import type { Metrics } from '../metrics.js';
 import type { AgentSession } from './agent-session.js';
 import { frameBytes } from './frames.js';
@@ -18,6 +19,7 @@ const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
 
 export interface ReplayDeps {
   events: Pick<EventLog, 'readAfter' | 'prunedThrough' | 'highestId' | 'countDeliveries'>;
+  deliveries: Pick<DeliveryRecorder, 'record'>;
   metrics: Metrics;
   log: Logger;
 }
@@ -70,6 +72,7 @@ export async function replay(session: AgentSession, deps: ReplayDeps): Promise<v
         deps.metrics.eventsReplayed.inc();
         deps.metrics.pushesDelivered.inc();
         deps.events.countDeliveries(event.id, 1);
+        deps.deliveries.record(event.id, session.agentId);
       }
       if (id > session.lastSentId) session.lastSentId = id;
     }
@@ -86,6 +89,7 @@ export async function replay(session: AgentSession, deps: ReplayDeps): Promise<v
       if (session.writeEvent(id, frame)) {
         deps.metrics.pushesDelivered.inc();
         deps.events.countDeliveries(event.id, 1);
+        deps.deliveries.record(event.id, session.agentId);
       }
     }
     session.goLive();

@@ -270,6 +270,10 @@ export const ErrorCode = {
   InvalidJson: 'invalid_json',
   InvalidFrame: 'invalid_frame',
   TooManyProjects: 'too_many_projects',
+  /** A status part that does not continue the full set being assembled: send the set again from part 1. */
+  StatusPartOutOfOrder: 'status_part_out_of_order',
+  /** Objects over KASGATE_MAX_STATUS_OBJECTS for the agent were not stored (the socket stays open). */
+  TooManyObjects: 'too_many_objects',
 } as const;
 
 export type ParseResult<T> = { ok: true; frame: T } | { ok: false; code: string; message: string };

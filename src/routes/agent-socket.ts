@@ -94,6 +94,9 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
   );
   // Log fields inline rather than a child logger per connection: at 20,000 sockets it shows.
   const where = () => ({ agentId, connectionId: session.id.connectionId });
+  const status = ctx.cluster.connection(agentId, session.id.connectionId, {
+    sendError: (code, message) => session.sendError(code, message),
+  });
   // Kept only until the hello frame is sent.
   let hello: Record<string, unknown> | undefined = token.config;
   let registered = false;
@@ -161,7 +164,12 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
     session.badFrames = 0;
     if (frame.type === 'ack') ctx.cursors.ack(agentId, frame.eventId);
     else if (frame.type === 'subscribe') session.enqueue(() => subscribe(ctx, session, frame));
-    // status and credentials frames: handled by the cluster-state and credentials modules.
+    else if (frame.type === 'status') {
+      // Written in the background (src/cluster); the socket never waits for Postgres.
+      const taken = status.receive(frame);
+      if (!taken.ok) return reject(taken.code, taken.message);
+    }
+    // credentials frames: handled by the credentials module.
   });
 
   ws.on('pong', () => {
@@ -170,6 +178,7 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
   ws.on('error', (err) => log.debug({ ...where(), err: err.message }, 'agent socket error'));
   ws.on('close', (code: number) => {
     hub.remove(session);
+    status.close();
     // The agent may resume on another replica within a second: hand its acks over now.
     ctx.cursors.flushSoon();
     if (registered) presence.remove(session.record()).catch(() => {});

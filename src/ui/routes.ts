@@ -305,7 +305,7 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
       queries.events(q.project, { before: q.events_before, after: q.events_after }, PAGE_SIZE),
     ]);
     const connections = await connectionsOf(agents.items.map((a) => a.id));
-    const deployments = ctx.cluster.enabled ? await ctx.cluster.deploymentsOf(events.items.map((e) => e.id)) : new Map();
+    const deployments = ctx.clusterView.enabled ? await ctx.clusterView.deploymentsOf(events.items.map((e) => e.id)) : new Map();
     const rows: AgentStateView[] = agents.items.map((a, i) => ({
       id: a.id,
       name: a.name,
@@ -319,7 +319,7 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
       agents: { rows, total, hasPrevious: agents.hasPrevious, hasNext: agents.hasNext },
       events: { rows: events.items, hasPrevious: events.hasPrevious, hasNext: events.hasNext },
       deployments,
-      clusterEnabled: ctx.cluster.enabled,
+      clusterEnabled: ctx.clusterView.enabled,
       presenceUnavailable: connections === undefined,
     });
     const liveParams = new URLSearchParams(live.split('?')[1]);
@@ -338,7 +338,7 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
       ctx.agents.getGrants(agent.id),
       ctx.tokens.list(agent.id),
       connectionsOf([agent.id]),
-      ctx.cluster.enabled ? ctx.cluster.objectsOf(agent.id) : undefined,
+      ctx.clusterView.enabled ? ctx.clusterView.objectsOf(agent.id) : undefined,
     ]);
     const lastConnectedAt = tokens.map((t) => t.lastUsedAt).filter((t): t is string => t !== null).sort().at(-1) ?? null;
     const body = agentBody({
@@ -356,10 +356,10 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
     const event = await queries.event(request.params.id);
     if (!event) throw new HttpError(404, 'not_found', 'There is no event with this id (retention may have removed it).');
     const [deliveries, deployments] = await Promise.all([
-      ctx.cluster.deliveriesOf(event.id),
-      ctx.cluster.enabled ? ctx.cluster.deploymentsOf([event.id]).then((m) => m.get(event.id) ?? []) : [],
+      ctx.clusterView.deliveriesOf(event.id),
+      ctx.clusterView.enabled ? ctx.clusterView.deploymentsOf([event.id]).then((m) => m.get(event.id) ?? []) : [],
     ]);
-    const body = eventBody({ event, deliveries, deployments, clusterEnabled: ctx.cluster.enabled });
+    const body = eventBody({ event, deliveries, deployments, clusterEnabled: ctx.clusterView.enabled });
     return sendPage(reply, 200, `Event #${event.id}`, body, { live });
   });
 

@@ -66,11 +66,15 @@ describe('configuration from the environment', () => {
       KASGATE_ENCRYPTION_KEY: 'ab'.repeat(32),
       KASGATE_REGISTRY_SECRETS: 'Bearer one,Bearer two',
     });
-    expect(config.gitlab).toEqual({ url: 'https://gitlab.example.com', token: 'glpat-x', requestsPerSecond: 50, burst: 250 });
+    expect(config.gitlab).toEqual({ url: 'https://gitlab.example.com', token: 'glpat-x', requestsPerSecond: 50, burst: 250, timeoutMs: 10_000 });
     expect(config.encryptionKey?.length).toBe(32);
     expect(config.registrySecrets).toEqual(['Bearer one', 'Bearer two']);
     expect(loadConfig({ KASGATE_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64') }).encryptionKey).toEqual(Buffer.alloc(32, 7));
     expect(loadConfig({}).deploymentTimeoutMs).toBe(30 * 60_000);
+    const timed = loadConfig({ KASGATE_GITLAB_URL: 'https://gitlab.example.com', KASGATE_GITLAB_TOKEN: 'glpat-x', KASGATE_GITLAB_TIMEOUT: '90s' });
+    expect(timed.gitlab?.timeoutMs).toBe(90_000);
+    expect(() => loadConfig({ KASGATE_GITLAB_TIMEOUT: 'soon' })).toThrow(/KASGATE_GITLAB_TIMEOUT: must be a duration/);
+    expect(() => loadConfig({ KASGATE_DEPLOYMENT_TIMEOUT: '0s' })).toThrow(/KASGATE_DEPLOYMENT_TIMEOUT: must be a duration/);
   });
 
   test('serving on Postgres requires the admin token and a webhook secret', () => {

@@ -16,8 +16,8 @@ import { databaseUrl, redisUrl, testRedisPrefix, testSchema } from './isolation.
 import { adminRequest, registerAgent, sendWebhook } from './api.js';
 
 export interface GatewayOptions {
-  /** Extra environment (limits, heartbeat...), applied over the test defaults. */
-  env?: Record<string, string>;
+  /** Extra environment (limits, heartbeat...), applied over the test defaults; a function is read at start (e.g. a stand-in's URL). */
+  env?: Record<string, string> | (() => Record<string, string>);
   /** Run with no DATABASE_URL / REDIS_URL: PGlite under a temporary data dir, in-process bus. */
   embedded?: boolean;
   /** Postgres, but no REDIS_URL (in-process bus and presence). */
@@ -66,7 +66,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
           ...(options.noRedis ? {} : { REDIS_URL: redisUrl(), KASGATE_REDIS_PREFIX: options.peer?.redisPrefix ?? prefix!.prefix }),
         }),
     ...(options.peer ? pick(options.peer.env, /^KASGATE_(HEARTBEAT|MAX|AUTH|EVENT|SWEEP)/) : {}),
-    ...options.env,
+    ...(typeof options.env === 'function' ? options.env() : options.env),
   };
   const log = createLogger(env.LOG_LEVEL!);
   let server = await startServer(loadConfig(env), log);

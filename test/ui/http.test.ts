@@ -279,7 +279,7 @@ describe('cluster state, once it is wired in', () => {
       deliveriesOf: async () => [{ agent: { id: agent.id, name: 'cluster-agent' }, at: new Date().toISOString() }],
       deploymentsOf: async (ids) => new Map(ids.filter((id) => id === eventId).map((id) => [id, [deployment()]])),
     };
-    gw.ctx.cluster = cluster;
+    gw.ctx.clusterView = cluster;
 
     const jar = await signedIn(gw.url, gw.adminToken);
     const overview = await (await fetchWithJar(jar, `${gw.url}/ui`)).text();

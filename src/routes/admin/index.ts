@@ -6,6 +6,7 @@ import { agentRoutes } from './agents.js';
 import { tokenRoutes } from './tokens.js';
 import { grantRoutes } from './grants.js';
 import { observeRoutes } from './observe.js';
+import { deploymentRoutes } from './deployments.js';
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
@@ -22,4 +23,5 @@ export const adminRoutes: FastifyPluginAsyncZod = async (app) => {
   await app.register(tokenRoutes);
   await app.register(grantRoutes);
   await app.register(observeRoutes);
+  await app.register(deploymentRoutes);
 };

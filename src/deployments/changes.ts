@@ -1,0 +1,34 @@
+/**
+ * Local change notices for live views (the status page's server-sent events): which events'
+ * deployments and which agents' objects this replica just changed. Changes made on other
+ * replicas are not announced here; a view that must see them polls the stores as well.
+ */
+export interface ChangeFeed {
+  /** Deployments or deliveries of these events changed. */
+  onEvents(listener: (eventIds: string[]) => void): () => void;
+  /** This agent's reported objects changed. */
+  onObjects(listener: (agentId: string) => void): () => void;
+  eventsChanged(eventIds: Iterable<string>): void;
+  objectsChanged(agentId: string): void;
+}
+
+export function createChangeFeed(): ChangeFeed {
+  const eventListeners = new Set<(eventIds: string[]) => void>();
+  const objectListeners = new Set<(agentId: string) => void>();
+  const subscribe = <T>(set: Set<T>, listener: T) => {
+    set.add(listener);
+    return () => void set.delete(listener);
+  };
+  return {
+    onEvents: (listener) => subscribe(eventListeners, listener),
+    onObjects: (listener) => subscribe(objectListeners, listener),
+    eventsChanged(eventIds) {
+      const ids = [...eventIds];
+      if (ids.length === 0) return;
+      for (const listener of eventListeners) listener(ids);
+    },
+    objectsChanged(agentId) {
+      for (const listener of objectListeners) listener(agentId);
+    },
+  };
+}
