@@ -1,6 +1,6 @@
 /** `kasgate grants` and `kasgate events`, as a process against a real gateway. */
 import { describe, expect, test } from 'vitest';
-import { connectAgent } from '../support/agent-client.js';
+import { connectAgent, eventually } from '../support/agent-client.js';
 import { nextProjectId, pushBody } from '../support/fixtures.js';
 import { useGateway } from '../support/gateway.js';
 import { adminCli } from '../support/kasgate-cli.js';
@@ -66,6 +66,11 @@ describe('events', () => {
     }
     expect((await gateway.postWebhook(pushBody({ path: 'events/other', projectId: nextProjectId(), visibility: 0 }))).status).toBe(202);
     await agent.waitFor(() => agent.pushes().length === 2);
+    // Delivery counts are written once a second, off the delivery path.
+    await eventually(
+      () => gateway.admin('GET', `/events?project=${projectId}`),
+      (r) => r.body.events.length === 2 && r.body.events.every((e: { deliveredCount: number }) => e.deliveredCount === 1),
+    );
 
     const listed = await kasgate('events', 'list', '--project', 'Events/App');
     expect(listed.code).toBe(0);
