@@ -40,6 +40,7 @@ import { createDeploymentStore, type DeploymentStore } from './deployments/deplo
 import { startDeploymentSweeper } from './deployments/sweeper.js';
 import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
 import { createClusterState, type ClusterState } from './cluster/cluster-state.js';
+import { createFluxAccessStore, type FluxAccessStore } from './agents/config-file/flux-access-store.js';
 
 export interface AppContext {
   config: Config;
@@ -76,6 +77,8 @@ export interface AppContext {
   changes: ChangeFeed;
   /** Posts the commit statuses owed; undefined without the GitLab API. */
   statusWorker: StatusWorker | undefined;
+  /** The accepted flux_access of each agent's config file (empty without the GitLab API). */
+  fluxAccess: FluxAccessStore;
   /** Per dependency: 'ok' or what is wrong. */
   readiness(): Promise<Record<string, string>>;
   close(): Promise<void>;
@@ -205,6 +208,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     const cursors = createCursorStore(pool, log);
     closers.push(() => cursors.close());
     const projects = createProjectStore(pool);
+    const fluxAccess = createFluxAccessStore(pool, log);
     const events = createEventLog(pool, {
       log,
       metrics,
@@ -345,6 +349,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       deployments,
       changes,
       statusWorker,
+      fluxAccess,
       async readiness() {
         const degraded = `cross-replica fan-out degraded to the periodic sweep (every ${config.sweepSeconds} s)`;
         const postgres = pool.query('SELECT 1').then(

@@ -127,6 +127,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       if (!(await ctx.agents.delete(request.params.id))) throw notFound('agent');
       await sendControl(ctx, { type: 'revoke', agentId: request.params.id });
+      ctx.fluxAccess.changed(request.params.id);
       return reply.code(204).send(null);
     },
   );
