@@ -28,7 +28,7 @@ import { createInProcessPresence, type Presence } from './fanout/presence.js';
 import { createRedisPresence } from './fanout/redis-presence.js';
 import { createHub, type Hub } from './fanout/hub.js';
 import { startDispatcher, type Dispatcher } from './fanout/dispatcher.js';
-import { applyControl } from './fanout/control.js';
+import { applyControl, isControlMessage, sendControl } from './fanout/control.js';
 import { createLiveFeed, type LiveFeed } from './ui/live-feed.js';
 import type { ClusterView } from './ui/cluster-view.js';
 import { createStatusQueries } from './ui/status-queries.js';
@@ -41,6 +41,8 @@ import { startDeploymentSweeper } from './deployments/sweeper.js';
 import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
 import { createClusterState, type ClusterState } from './cluster/cluster-state.js';
 import { createFluxAccessStore, type FluxAccessStore } from './agents/config-file/flux-access-store.js';
+import { startConfigRefresher, type ConfigRefresher } from './agents/config-file/refresher.js';
+import { createProjectVisibility, type ProjectVisibility } from './gitlab/project-visibility.js';
 
 export interface AppContext {
   config: Config;
@@ -79,6 +81,10 @@ export interface AppContext {
   statusWorker: StatusWorker | undefined;
   /** The accepted flux_access of each agent's config file (empty without the GitLab API). */
   fluxAccess: FluxAccessStore;
+  /** Reads agents' config files (src/agents/config-file); undefined without the GitLab API. */
+  configFiles: ConfigRefresher | undefined;
+  /** Which watched projects GitLab says are public (subscribe answers); undefined without the GitLab API. */
+  projectVisibility: ProjectVisibility | undefined;
   /** Per dependency: 'ok' or what is wrong. */
   readiness(): Promise<Record<string, string>>;
   close(): Promise<void>;
@@ -202,6 +208,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     const metrics = createMetrics();
     // Assigned below: the event log and the dispatcher need each other.
     let dispatcher: Dispatcher | undefined;
+    let configFiles: ConfigRefresher | undefined;
     const agents = createAgentStore(pool);
     const tokens = createTokenStore(pool, log);
     closers.push(() => tokens.close());
@@ -217,6 +224,8 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
         // Local agents need no round trip through Redis (nor Redis at all); the dispatcher
         // drops the copy that comes back on the bus.
         void dispatcher?.offer(message);
+        // Committed by now; this only marks agents due (no GitLab call on the webhook's path).
+        configFiles?.pushed(batch.events);
         bus.publish(message).catch((err: Error) => {
           log.warn({ err: err.message, through: batch.events.at(-1)?.id }, 'doorbell not rung; other replicas catch up by sweep');
         });
@@ -315,8 +324,21 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     live.startAfter(dispatcher.highestDispatched);
     closers.push(() => dispatcher.stop());
     bus.onMessage((message) => {
-      if (message.type === 'revoke' || message.type === 'agent_changed') applyControl(hub, message, log);
+      if (isControlMessage(message)) applyControl(hub, message, log);
     });
+    if (gitlabApi) {
+      configFiles = startConfigRefresher({
+        pool: backgroundPool,
+        api: gitlabApi,
+        fluxAccess,
+        control: (message) => sendControl({ bus, hub, log }, message),
+        log,
+        refreshMs: config.configRefreshMs,
+        registrationWaitMs: config.gitlab!.timeoutMs,
+      });
+      closers.push(() => configFiles!.stop());
+    }
+    const projectVisibility = gitlabApi ? createProjectVisibility({ api: gitlabApi, log, waitMs: 800 }) : undefined;
     // Control messages may have been lost while the bus was away: re-check access and tokens now.
     bus.onReconnect(() => void hub.reconcile());
     const retention = startRetention(pool, config.eventRetentionMs, log);
@@ -350,6 +372,8 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       changes,
       statusWorker,
       fluxAccess,
+      configFiles,
+      projectVisibility,
       async readiness() {
         const degraded = `cross-replica fan-out degraded to the periodic sweep (every ${config.sweepSeconds} s)`;
         const postgres = pool.query('SELECT 1').then(
@@ -369,7 +393,15 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
           postgres,
           redis && config.redisUrl !== undefined ? redisState(redis, config.redisUrl) : 'ok (in-process)',
         ]);
-        return { postgres: postgresState, redis: redisCheck };
+        const checks: Record<string, string> = { postgres: postgresState, redis: redisCheck };
+        if (gitlabApi) {
+          const health = gitlabApi.health();
+          // Degraded, never not-ready: webhooks and deliveries do not need GitLab's API.
+          checks.gitlab = health.ok
+            ? 'ok'
+            : `degraded since ${health.since}: ${health.message}; webhooks and deliveries go on, config files and commit statuses wait`;
+        }
+        return checks;
       },
       close,
     };

@@ -19,6 +19,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { FakeGitLabFiles } from './fake-gitlab-files.js';
 
 export interface FakeProject {
   id: number;
@@ -92,6 +93,8 @@ export class FakeGitLab {
   readonly projects = new Map<number, FakeProject>();
   readonly statuses: RecordedStatus[] = [];
   readonly requests: RecordedRequest[] = [];
+  /** Projects' visibility and repository files (fake-gitlab-files.ts). */
+  readonly files: FakeGitLabFiles;
   /** Hold every request open (no answer) until `release()` or `hang = false`. */
   hang = false;
   url = '';
@@ -112,6 +115,7 @@ export class FakeGitLab {
       status: 200,
       body: { id: ctx.project!.id, path_with_namespace: ctx.project!.path, default_branch: ctx.project!.defaultBranch },
     }));
+    this.files = new FakeGitLabFiles(this);
   }
 
   addProject(project: FakeProject): FakeProject {
