@@ -296,6 +296,32 @@ describe('the config file, on one replica', () => {
   });
 });
 
+describe('config frames without the config file', () => {
+  const gw = useGateway({ env: { KASGATE_HEARTBEAT_SECONDS: '1' } });
+
+  test('PATCH config: every live connection gets one config frame; the same config again sends none', async () => {
+    const created = await gw.createAgent(`patch-${uniq()}`, `p-${uniq()}/cfg`, { flux: { webhookReceiverUrl: 'http://a.example' } });
+    const agents = [await connectAgent(gw.wsUrl, created.token), await connectAgent(gw.wsUrl, created.token)];
+    const config = { flux: { webhookReceiverUrl: 'http://b.example' } };
+    expect((await gw.admin('PATCH', `/agents/${created.id}`, { config })).status).toBe(200);
+    for (const agent of agents) expect(await agent.waitFor((f) => f.type === 'config')).toEqual({ type: 'config', config });
+    expect((await gw.admin('PATCH', `/agents/${created.id}`, { config })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 300));
+    for (const agent of agents) expect(configFrames(agent)).toHaveLength(1);
+    for (const agent of agents) await agent.close();
+  });
+
+  test('a config change whose bus message was lost still reaches the agent, with the periodic access check', async () => {
+    const created = await gw.createAgent(`lost-${uniq()}`, `l-${uniq()}/cfg`);
+    const agent = await connectAgent(gw.wsUrl, created.token);
+    // Written behind the gateway's back, as if the replica that read the file had lost its bus.
+    await gw.ctx.pool.query(`UPDATE agents SET config_file = '{"flux":{"webhookReceiverUrl":"http://quiet.example"}}' WHERE id = $1`, [created.id]);
+    const frame = await agent.waitFor((f) => f.type === 'config', 5000);
+    expect(frame).toEqual({ type: 'config', config: { flux: { webhookReceiverUrl: 'http://quiet.example' } } });
+    await agent.close();
+  });
+});
+
 describe('the periodic read, across two replicas', () => {
   const fake = useFakeGitLab();
   const [a, b] = useReplicaPair({ env: fake.env({ KASGATE_CONFIG_REFRESH: '1s' }) });

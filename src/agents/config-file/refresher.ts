@@ -20,7 +20,7 @@ import type { ConfigSource } from '../agent-store.js';
 import { normalizePath } from '../access-rule.js';
 import type { AcceptedFluxAccess } from './flux-access.js';
 import type { FluxAccessStore } from './flux-access-store.js';
-import { mergeConfig, parseConfigFile, refusedMessage } from './parse.js';
+import { mergeConfig, parseConfigFile, refusedMessage, stableJson } from './parse.js';
 import { readConfigFile, type ReadOutcome } from './reader.js';
 
 export interface ConfigRefresherDeps {
@@ -46,10 +46,7 @@ interface Claimed {
   config_project: string;
 }
 
-const stable = (value: unknown): string =>
-  JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1))) : v,
-  );
+const stable = stableJson;
 
 export function startConfigRefresher(deps: ConfigRefresherDeps) {
   const { pool, log, refreshMs } = deps;
