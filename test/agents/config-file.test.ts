@@ -289,6 +289,25 @@ describe('the config file, on one replica', () => {
     await agent.close();
   });
 
+  test('a refused token shows on the agent and on /readyz as degraded, and clears when GitLab answers again', async () => {
+    const name = `refused-${uniq()}`;
+    const cfg = configProject(fake.gitlab, name, '');
+    const created = await gw.createAgent(name, cfg.project.path);
+    fake.gitlab.script({ status: 401, times: Infinity, body: { message: '401 Unauthorized' }, match: (_m, p) => p.startsWith('/projects/') });
+    try {
+      await pushTo(gw, cfg.project.path, cfg.project.id);
+      await eventually(() => getAgent(gw, created.id), (a) => /refused.*401.*KASGATE_GITLAB_TOKEN/.test(a.configError ?? ''));
+      const ready = await fetch(`${gw.url}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(((await ready.json()) as { checks: Record<string, string> }).checks.gitlab).toMatch(/^degraded.*refuses the token/);
+    } finally {
+      fake.gitlab.clearScripts();
+    }
+    await pushTo(gw, cfg.project.path, cfg.project.id);
+    await eventually(() => getAgent(gw, created.id), (a) => a.configError === null);
+    expect(((await (await fetch(`${gw.url}/readyz`)).json()) as { checks: Record<string, string> }).checks.gitlab).toBe('ok');
+  });
+
   test('the GitLab token is in no log line', async () => {
     expect(logLines.length).toBeGreaterThan(20);
     expect(logLines.some((line) => line.includes('config file'))).toBe(true);
