@@ -333,6 +333,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
         fluxAccess,
         control: (message) => sendControl({ bus, hub, log }, message),
         log,
+        metrics,
         refreshMs: config.configRefreshMs,
         registrationWaitMs: config.gitlab!.timeoutMs,
       });

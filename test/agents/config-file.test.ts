@@ -105,6 +105,9 @@ describe('the config file, on one replica', () => {
     await afterPush(() => cfg.put('flux: [unclosed\n'), /bad YAML/);
     await afterPush(() => cfg.put('flux:\n  webhook_receiver_url: http://x.example\nbogus_key: 1\n'), /unknown key: bogus_key/);
     await afterPush(() => cfg.put('flux:\n  webhook_receiver_url: 42\n'), /flux\.webhook_receiver_url/);
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).toMatch(/^kasgate_config_file_reads_total\{outcome="invalid"\} [3-9]/m);
+    expect(metrics).toMatch(/^kasgate_config_file_reads_total\{outcome="missing"\} [1-9]/m);
     expect(configFrames(agent)).toEqual([]);
 
     // Fixed: the error goes, and the new config reaches the agent.

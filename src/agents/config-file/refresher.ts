@@ -14,6 +14,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { GitLabApi } from '../../gitlab/api/client.js';
+import type { Metrics } from '../../metrics.js';
 import type { StoredEvent } from '../../events/event.js';
 import type { ControlMessage } from '../../fanout/control.js';
 import type { ConfigSource } from '../agent-store.js';
@@ -30,6 +31,7 @@ export interface ConfigRefresherDeps {
   /** Publishes a control message to every replica (sendControl). */
   control(message: ControlMessage): Promise<void>;
   log: Logger;
+  metrics: Metrics;
   refreshMs: number;
   /** How long registration waits for the first read before answering without it. */
   registrationWaitMs: number;
@@ -84,6 +86,7 @@ export function startConfigRefresher(deps: ConfigRefresherDeps) {
       let error: string | null;
       if (outcome.kind === 'read') {
         const parsed = parseConfigFile(outcome.text, row.config_project);
+        deps.metrics.configFileReads.inc({ outcome: parsed.ok ? 'ok' : 'invalid' });
         if (parsed.ok) {
           const source: ConfigSource = {
             project: outcome.project,
@@ -107,6 +110,7 @@ export function startConfigRefresher(deps: ConfigRefresherDeps) {
           await client.query('UPDATE agents SET config_error = $2 WHERE id = $1', [agent.id, error]);
         }
       } else {
+        deps.metrics.configFileReads.inc({ outcome: outcome.kind });
         error = outcome.message;
         await client.query(
           `UPDATE agents SET config_error = $2,
