@@ -64,6 +64,23 @@ describe('the config file, on one replica', () => {
     await agent.close();
   });
 
+  test('a GitLab that hangs delays registration by a few seconds at most; the read lands once GitLab answers', async () => {
+    const name = `hang-${uniq()}`;
+    const cfg = configProject(fake.gitlab, name, 'flux:\n  webhook_receiver_url: http://late.example/hook\n');
+    fake.gitlab.hang = true;
+    let created: { status: number; body: any };
+    const started = Date.now();
+    try {
+      created = await gw.admin('POST', '/agents', { name, configProject: cfg.project.path });
+    } finally {
+      setTimeout(() => fake.gitlab.release(), 200);
+    }
+    expect(Date.now() - started).toBeLessThan(4500);
+    expect(created.status).toBe(201);
+    expect(created.body.agent.configSource).toBeNull();
+    await eventually(() => getAgent(gw, created.body.agent.id), (a) => a.config.flux?.webhookReceiverUrl === 'http://late.example/hook');
+  });
+
   test('a push to the default branch re-reads the file and the live agent gets a config frame; other branches do not', async () => {
     const name = `push-${uniq()}`;
     const cfg = configProject(fake.gitlab, name, 'flux:\n  webhook_receiver_url: http://one.example/hook\n');
