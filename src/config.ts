@@ -114,6 +114,7 @@ const EnvSchema = z.object({
   KASGATE_GITLAB_REQUESTS_PER_SECOND: int(50, 1, 100_000),
   KASGATE_GITLAB_BURST: int(250, 1, 1_000_000),
   KASGATE_GITLAB_TIMEOUT: duration('10s'),
+  KASGATE_CONFIG_REFRESH: duration('10m'),
   KASGATE_PUBLIC_URL: url(['http:', 'https:']),
   KASGATE_ENCRYPTION_KEY: optionalString.refine((s) => s === undefined || encryptionKeyBytes(s) !== undefined, {
     message: 'must be 32 random bytes, as 64 hex characters or base64 (openssl rand -base64 32)',
@@ -168,6 +169,8 @@ export interface Config {
   encryptionKey: Buffer | undefined;
   maxStatusObjects: number;
   deploymentTimeoutMs: number;
+  /** How often each agent's config file is read again (besides registration and pushes to it). */
+  configRefreshMs: number;
   /** How long a status page sign-in lasts. */
   uiSessionTtlMs: number;
   logLevel: string;
@@ -246,6 +249,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     encryptionKey: e.KASGATE_ENCRYPTION_KEY === undefined ? undefined : encryptionKeyBytes(e.KASGATE_ENCRYPTION_KEY),
     maxStatusObjects: e.KASGATE_MAX_STATUS_OBJECTS,
     deploymentTimeoutMs: e.KASGATE_DEPLOYMENT_TIMEOUT,
+    configRefreshMs: Math.max(100, e.KASGATE_CONFIG_REFRESH),
     uiSessionTtlMs: e.KASGATE_UI_SESSION_TTL,
     logLevel: e.LOG_LEVEL,
   };

@@ -28,7 +28,7 @@ import { createInProcessPresence, type Presence } from './fanout/presence.js';
 import { createRedisPresence } from './fanout/redis-presence.js';
 import { createHub, type Hub } from './fanout/hub.js';
 import { startDispatcher, type Dispatcher } from './fanout/dispatcher.js';
-import { applyControl } from './fanout/control.js';
+import { applyControl, isControlMessage, sendControl } from './fanout/control.js';
 import { createLiveFeed, type LiveFeed } from './ui/live-feed.js';
 import type { ClusterView } from './ui/cluster-view.js';
 import { createStatusQueries } from './ui/status-queries.js';
@@ -40,6 +40,9 @@ import { createDeploymentStore, type DeploymentStore } from './deployments/deplo
 import { startDeploymentSweeper } from './deployments/sweeper.js';
 import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
 import { createClusterState, type ClusterState } from './cluster/cluster-state.js';
+import { createFluxAccessStore, type FluxAccessStore } from './agents/config-file/flux-access-store.js';
+import { startConfigRefresher, type ConfigRefresher } from './agents/config-file/refresher.js';
+import { createProjectVisibility, type ProjectVisibility } from './gitlab/project-visibility.js';
 
 export interface AppContext {
   config: Config;
@@ -76,6 +79,12 @@ export interface AppContext {
   changes: ChangeFeed;
   /** Posts the commit statuses owed; undefined without the GitLab API. */
   statusWorker: StatusWorker | undefined;
+  /** The accepted flux_access of each agent's config file (empty without the GitLab API). */
+  fluxAccess: FluxAccessStore;
+  /** Reads agents' config files (src/agents/config-file); undefined without the GitLab API. */
+  configFiles: ConfigRefresher | undefined;
+  /** Which watched projects GitLab says are public (subscribe answers); undefined without the GitLab API. */
+  projectVisibility: ProjectVisibility | undefined;
   /** Per dependency: 'ok' or what is wrong. */
   readiness(): Promise<Record<string, string>>;
   close(): Promise<void>;
@@ -199,12 +208,14 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     const metrics = createMetrics();
     // Assigned below: the event log and the dispatcher need each other.
     let dispatcher: Dispatcher | undefined;
+    let configFiles: ConfigRefresher | undefined;
     const agents = createAgentStore(pool);
     const tokens = createTokenStore(pool, log);
     closers.push(() => tokens.close());
     const cursors = createCursorStore(pool, log);
     closers.push(() => cursors.close());
     const projects = createProjectStore(pool);
+    const fluxAccess = createFluxAccessStore(pool, log);
     const events = createEventLog(pool, {
       log,
       metrics,
@@ -213,6 +224,8 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
         // Local agents need no round trip through Redis (nor Redis at all); the dispatcher
         // drops the copy that comes back on the bus.
         void dispatcher?.offer(message);
+        // Committed by now; this only marks agents due (no GitLab call on the webhook's path).
+        configFiles?.pushed(batch.events);
         bus.publish(message).catch((err: Error) => {
           log.warn({ err: err.message, through: batch.events.at(-1)?.id }, 'doorbell not rung; other replicas catch up by sweep');
         });
@@ -311,8 +324,23 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     live.startAfter(dispatcher.highestDispatched);
     closers.push(() => dispatcher.stop());
     bus.onMessage((message) => {
-      if (message.type === 'revoke' || message.type === 'agent_changed') applyControl(hub, message, log);
+      if (isControlMessage(message)) applyControl(hub, message, log);
     });
+    if (gitlabApi) {
+      configFiles = startConfigRefresher({
+        pool: backgroundPool,
+        api: gitlabApi,
+        fluxAccess,
+        control: (message) => sendControl({ bus, hub, log }, message),
+        log,
+        metrics,
+        refreshMs: config.configRefreshMs,
+        // Registration answers within a few seconds whatever GitLab does; a slow read lands later.
+        registrationWaitMs: Math.min(config.gitlab!.timeoutMs, 3000),
+      });
+      closers.push(() => configFiles!.stop());
+    }
+    const projectVisibility = gitlabApi ? createProjectVisibility({ api: gitlabApi, log, waitMs: 800 }) : undefined;
     // Control messages may have been lost while the bus was away: re-check access and tokens now.
     bus.onReconnect(() => void hub.reconcile());
     const retention = startRetention(pool, config.eventRetentionMs, log);
@@ -345,6 +373,9 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       deployments,
       changes,
       statusWorker,
+      fluxAccess,
+      configFiles,
+      projectVisibility,
       async readiness() {
         const degraded = `cross-replica fan-out degraded to the periodic sweep (every ${config.sweepSeconds} s)`;
         const postgres = pool.query('SELECT 1').then(
@@ -364,7 +395,15 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
           postgres,
           redis && config.redisUrl !== undefined ? redisState(redis, config.redisUrl) : 'ok (in-process)',
         ]);
-        return { postgres: postgresState, redis: redisCheck };
+        const checks: Record<string, string> = { postgres: postgresState, redis: redisCheck };
+        if (gitlabApi) {
+          const health = gitlabApi.health();
+          // Degraded, never not-ready: webhooks and deliveries do not need GitLab's API.
+          checks.gitlab = health.ok
+            ? 'ok'
+            : `degraded since ${health.since}: ${health.message}; webhooks and deliveries go on, config files and commit statuses wait`;
+        }
+        return checks;
       },
       close,
     };

@@ -57,6 +57,8 @@ export class AgentSession {
   lastSentId = 0n;
   subscribedOnce = false;
   badFrames = 0;
+  /** The config last sent (hello or config frame), as stable JSON; undefined before the hello. */
+  sentConfig: string | undefined;
 
   private grantedPaths = new Set<string>();
   private replaying = false;
@@ -166,6 +168,11 @@ export class AgentSession {
 
   goLive(): void {
     this.replaying = false;
+  }
+
+  /** Whether the agent's access grants this path whatever its visibility (rules 1, 3 and 4). */
+  isGrantedPath(path: string): boolean {
+    return isGranted(this.access, path);
   }
 
   /** The `subscribed` frame's list, given the last known visibility of each lower-cased path. */

@@ -11,6 +11,8 @@ export type BusMessage =
   | { type: 'revoke'; agentId: string; tokenId?: string }
   /** The agent's grants or config project changed: recompute its access. */
   | { type: 'agent_changed'; agentId: string }
+  /** The agent's effective config changed (admin API or its config file): send it a `config` frame on every live connection. */
+  | { type: 'agent_config'; agentId: string; config: Record<string, unknown> }
   /** For the status page's live feed (src/ui/live-feed.ts): an agent's connections changed somewhere. */
   | { type: 'live'; topic: 'agent'; agentId: string; agentName: string; connectedAt: string }
   /** For the status page's live feed: deliveries or deployments of these events changed. */

@@ -15,10 +15,12 @@
  *
  * Other helpers extend it: `route(method, pattern, handler)` adds an endpoint (repository
  * files, groups, deploy tokens…) with the same auth, project lookup, scripts and request log.
+ * `files` (fake-gitlab-files.ts): the Projects API's project (with visibility) and repository files.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { FakeGitLabFiles } from './fake-gitlab-files.js';
 
 export interface FakeProject {
   id: number;
@@ -92,6 +94,8 @@ export class FakeGitLab {
   readonly projects = new Map<number, FakeProject>();
   readonly statuses: RecordedStatus[] = [];
   readonly requests: RecordedRequest[] = [];
+  /** Projects' visibility and repository files (fake-gitlab-files.ts). */
+  readonly files: FakeGitLabFiles;
   /** Hold every request open (no answer) until `release()` or `hang = false`. */
   hang = false;
   url = '';
@@ -112,6 +116,7 @@ export class FakeGitLab {
       status: 200,
       body: { id: ctx.project!.id, path_with_namespace: ctx.project!.path, default_branch: ctx.project!.defaultBranch },
     }));
+    this.files = new FakeGitLabFiles(this);
   }
 
   addProject(project: FakeProject): FakeProject {

@@ -24,6 +24,8 @@ export interface GatewayOptions {
   noRedis?: boolean;
   /** Another replica of the same deployment: same schema, Redis prefix and secrets. */
   peer?: TestGateway;
+  /** Every log line the gateway writes lands here (instead of stdout). */
+  logLines?: string[];
 }
 
 export interface TestGateway {
@@ -68,7 +70,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     ...(options.peer ? pick(options.peer.env, /^KASGATE_(HEARTBEAT|MAX|AUTH|EVENT|SWEEP)/) : {}),
     ...(typeof options.env === 'function' ? options.env() : options.env),
   };
-  const log = createLogger(env.LOG_LEVEL!);
+  const lines = options.logLines;
+  const log = createLogger(env.LOG_LEVEL!, lines ? { write: (line: string) => void lines.push(line) } : undefined);
   let server = await startServer(loadConfig(env), log);
   const port = new URL(server.url).port;
   env.PORT = port;
