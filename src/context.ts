@@ -41,6 +41,7 @@ import { startDeploymentSweeper } from './deployments/sweeper.js';
 import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
 import { createClusterState, type ClusterState } from './cluster/cluster-state.js';
 import { createFluxAccessStore, type FluxAccessStore } from './agents/config-file/flux-access-store.js';
+import { startCredentials, type Credentials } from './credentials/credentials.js';
 
 export interface AppContext {
   config: Config;
@@ -79,6 +80,8 @@ export interface AppContext {
   statusWorker: StatusWorker | undefined;
   /** The accepted flux_access of each agent's config file (empty without the GitLab API). */
   fluxAccess: FluxAccessStore;
+  /** Flux's deploy tokens: made, sent, rotated and revoked (inactive without the GitLab API). */
+  credentials: Credentials;
   /** Per dependency: 'ok' or what is wrong. */
   readiness(): Promise<Record<string, string>>;
   close(): Promise<void>;
@@ -314,8 +317,23 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     dispatcher = await startDispatcher({ events, hub: live.dispatchingTo(hub), bus, metrics, log, sweepSeconds: config.sweepSeconds });
     live.startAfter(dispatcher.highestDispatched);
     closers.push(() => dispatcher.stop());
+    const credentials = startCredentials({
+      pool: backgroundPool,
+      api: gitlabApi,
+      source: fluxAccess,
+      agents,
+      bus,
+      localSessions: (agentId) => hub.localSessions(agentId),
+      encryptionKey: config.encryptionKey,
+      registryHost: config.registryHost,
+      replicaId: config.replicaId,
+      leaseMs: 3 * (config.gitlab?.timeoutMs ?? 10_000) + 5000,
+      log,
+    });
+    closers.push(() => credentials.stop());
     bus.onMessage((message) => {
       if (message.type === 'revoke' || message.type === 'agent_changed') applyControl(hub, message, log);
+      else if (message.type === 'credentials_due') credentials.due(message.agentId);
     });
     // Control messages may have been lost while the bus was away: re-check access and tokens now.
     bus.onReconnect(() => void hub.reconcile());
@@ -350,6 +368,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       changes,
       statusWorker,
       fluxAccess,
+      credentials,
       async readiness() {
         const degraded = `cross-replica fan-out degraded to the periodic sweep (every ${config.sweepSeconds} s)`;
         const postgres = pool.query('SELECT 1').then(
@@ -369,7 +388,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
           postgres,
           redis && config.redisUrl !== undefined ? redisState(redis, config.redisUrl) : 'ok (in-process)',
         ]);
-        return { postgres: postgresState, redis: redisCheck };
+        return { postgres: postgresState, redis: redisCheck, ...(credentials.enabled ? { credentials: credentials.readiness() } : {}) };
       },
       close,
     };
