@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 /** Paths that could ever carry a secret; pino replaces them before anything is written. */
 const REDACT = [
@@ -28,11 +28,13 @@ const REDACT = [
   'sealed_token',
 ];
 
-export function createLogger(level: string): Logger {
-  return pino({
+/** To stdout, or to `destination` (tests read what would have been written). */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const options = {
     level,
     base: { service: 'kasgate' },
     redact: { paths: REDACT, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

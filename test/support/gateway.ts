@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import type { DestinationStream } from 'pino';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { startServer, type RunningServer } from '../../src/server.js';
@@ -24,6 +25,8 @@ export interface GatewayOptions {
   noRedis?: boolean;
   /** Another replica of the same deployment: same schema, Redis prefix and secrets. */
   peer?: TestGateway;
+  /** Where the gateway's log lines go (default: stdout at TEST_LOG_LEVEL, silent). */
+  logTo?: DestinationStream;
 }
 
 export interface TestGateway {
@@ -68,7 +71,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     ...(options.peer ? pick(options.peer.env, /^KASGATE_(HEARTBEAT|MAX|AUTH|EVENT|SWEEP)/) : {}),
     ...(typeof options.env === 'function' ? options.env() : options.env),
   };
-  const log = createLogger(env.LOG_LEVEL!);
+  const log = createLogger(env.LOG_LEVEL!, options.logTo);
   let server = await startServer(loadConfig(env), log);
   const port = new URL(server.url).port;
   env.PORT = port;
