@@ -236,8 +236,18 @@ export function createCredentialStore(pool: pg.Pool) {
       );
     },
 
-    async forgetWork(agentId: string, replicaId: string): Promise<void> {
+    /** Keeps the claim while a look takes long (several GitLab calls). */
+    async extendLease(agentId: string, replicaId: string, leaseMs: number): Promise<void> {
+      await pool.query(
+        'UPDATE flux_credential_work SET leased_until = now() + make_interval(secs => $3) WHERE agent_id = $1 AND leased_by = $2',
+        [agentId, replicaId, secs(leaseMs)],
+      );
+    },
+
+    /** A deleted agent whose tokens are all revoked: nothing of it is kept. */
+    async forget(agentId: string, replicaId: string): Promise<void> {
       await pool.query('DELETE FROM flux_credential_work WHERE agent_id = $1 AND leased_by = $2', [agentId, replicaId]);
+      await pool.query('DELETE FROM flux_credentials WHERE agent_id = $1 AND revoked_at IS NOT NULL', [agentId]);
     },
 
     async workError(agentId: string): Promise<string | null> {

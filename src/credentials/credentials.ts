@@ -83,6 +83,7 @@ export function startCredentials(options: CredentialsOptions) {
   const registryFor = (entry: FluxAccessEntry) => (entry.role === 'read_registry' ? (registryHost ?? null) : null);
 
   async function make(agentId: string, agentName: string, entry: FluxAccessEntry, rotateSeconds: number): Promise<void> {
+    await store.extendLease(agentId, replicaId, options.leaseMs);
     const createdAt = new Date();
     const lifetimeMs = rotateSeconds * 1000;
     const expiresAt = new Date(createdAt.getTime() + lifetimeMs);
@@ -180,6 +181,7 @@ export function startCredentials(options: CredentialsOptions) {
         continue;
       }
       try {
+        await store.extendLease(agentId, replicaId, options.leaseMs);
         await revokeDeployToken(api!, { kind: row.target_kind, path: row.target_path }, Number(row.gitlab_token_id));
         await store.markRevoked(row.id);
         log.info({ agentId, credentialId: row.id, deployTokenId: row.gitlab_token_id, reason: row.revoke_reason }, 'deploy token revoked');
@@ -199,7 +201,7 @@ export function startCredentials(options: CredentialsOptions) {
       try {
         const outcome = await reconcile(work.agent_id);
         if (outcome.done) {
-          await store.forgetWork(work.agent_id, replicaId);
+          await store.forget(work.agent_id, replicaId);
           continue;
         }
         const nextInMs = outcome.failed ? Math.min(outcome.nextInMs, workRetryMs(work.attempts)) : outcome.nextInMs;

@@ -185,6 +185,7 @@ describe('deploy tokens for Flux', () => {
     gw.ctx.fluxAccess.changed(agent.id);
     await eventually(() => two.revoked, (r) => r, 10_000);
     await eventually(() => queryInSchema(gw.schema, 'SELECT 1 FROM flux_credential_work WHERE agent_id = $1', [agent.id]), (rows) => rows.length === 0);
+    expect(await queryInSchema(gw.schema, 'SELECT 1 FROM flux_credentials WHERE agent_id = $1', [agent.id])).toEqual([]);
   });
 
   it('never writes a token into a log line (at trace level) nor, in clear, into a database dump', async () => {
