@@ -115,6 +115,7 @@ const EnvSchema = z.object({
   KASGATE_GITLAB_REQUESTS_PER_SECOND: int(50, 1, 100_000),
   KASGATE_GITLAB_BURST: int(250, 1, 1_000_000),
   KASGATE_GITLAB_TIMEOUT: duration('10s'),
+  KASGATE_CONFIG_REFRESH: duration('10m'),
   KASGATE_PUBLIC_URL: url(['http:', 'https:']),
   KASGATE_ENCRYPTION_KEY: optionalString.refine((s) => s === undefined || encryptionKeyBytes(s) !== undefined, {
     message: 'must be 32 random bytes, as 64 hex characters or base64 (openssl rand -base64 32)',
@@ -174,6 +175,8 @@ export interface Config {
   registryHost: string | undefined;
   maxStatusObjects: number;
   deploymentTimeoutMs: number;
+  /** How often each agent's config file is read again (besides registration and pushes to it). */
+  configRefreshMs: number;
   /** How long a status page sign-in lasts. */
   uiSessionTtlMs: number;
   logLevel: string;
@@ -253,6 +256,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     registryHost: e.KASGATE_REGISTRY_HOST === undefined ? undefined : parseRegistryHost(e.KASGATE_REGISTRY_HOST),
     maxStatusObjects: e.KASGATE_MAX_STATUS_OBJECTS,
     deploymentTimeoutMs: e.KASGATE_DEPLOYMENT_TIMEOUT,
+    configRefreshMs: Math.max(100, e.KASGATE_CONFIG_REFRESH),
     uiSessionTtlMs: e.KASGATE_UI_SESSION_TTL,
     logLevel: e.LOG_LEVEL,
   };

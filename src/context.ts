@@ -28,7 +28,7 @@ import { createInProcessPresence, type Presence } from './fanout/presence.js';
 import { createRedisPresence } from './fanout/redis-presence.js';
 import { createHub, type Hub } from './fanout/hub.js';
 import { startDispatcher, type Dispatcher } from './fanout/dispatcher.js';
-import { applyControl } from './fanout/control.js';
+import { applyControl, isControlMessage, sendControl } from './fanout/control.js';
 import { createLiveFeed, type LiveFeed } from './ui/live-feed.js';
 import type { ClusterView } from './ui/cluster-view.js';
 import { createStatusQueries } from './ui/status-queries.js';
@@ -42,6 +42,8 @@ import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
 import { createClusterState, type ClusterState } from './cluster/cluster-state.js';
 import { createFluxAccessStore, type FluxAccessStore } from './agents/config-file/flux-access-store.js';
 import { startCredentials, type Credentials } from './credentials/credentials.js';
+import { startConfigRefresher, type ConfigRefresher } from './agents/config-file/refresher.js';
+import { createProjectVisibility, type ProjectVisibility } from './gitlab/project-visibility.js';
 
 export interface AppContext {
   config: Config;
@@ -82,6 +84,10 @@ export interface AppContext {
   fluxAccess: FluxAccessStore;
   /** Flux's deploy tokens: made, sent, rotated and revoked (inactive without the GitLab API). */
   credentials: Credentials;
+  /** Reads agents' config files (src/agents/config-file); undefined without the GitLab API. */
+  configFiles: ConfigRefresher | undefined;
+  /** Which watched projects GitLab says are public (subscribe answers); undefined without the GitLab API. */
+  projectVisibility: ProjectVisibility | undefined;
   /** Per dependency: 'ok' or what is wrong. */
   readiness(): Promise<Record<string, string>>;
   close(): Promise<void>;
@@ -205,6 +211,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     const metrics = createMetrics();
     // Assigned below: the event log and the dispatcher need each other.
     let dispatcher: Dispatcher | undefined;
+    let configFiles: ConfigRefresher | undefined;
     const agents = createAgentStore(pool);
     const tokens = createTokenStore(pool, log);
     closers.push(() => tokens.close());
@@ -220,6 +227,8 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
         // Local agents need no round trip through Redis (nor Redis at all); the dispatcher
         // drops the copy that comes back on the bus.
         void dispatcher?.offer(message);
+        // Committed by now; this only marks agents due (no GitLab call on the webhook's path).
+        configFiles?.pushed(batch.events);
         bus.publish(message).catch((err: Error) => {
           log.warn({ err: err.message, through: batch.events.at(-1)?.id }, 'doorbell not rung; other replicas catch up by sweep');
         });
@@ -332,9 +341,22 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     });
     closers.push(() => credentials.stop());
     bus.onMessage((message) => {
-      if (message.type === 'revoke' || message.type === 'agent_changed') applyControl(hub, message, log);
+      if (isControlMessage(message)) applyControl(hub, message, log);
       else if (message.type === 'credentials_due') credentials.due(message.agentId);
     });
+    if (gitlabApi) {
+      configFiles = startConfigRefresher({
+        pool: backgroundPool,
+        api: gitlabApi,
+        fluxAccess,
+        control: (message) => sendControl({ bus, hub, log }, message),
+        log,
+        refreshMs: config.configRefreshMs,
+        registrationWaitMs: config.gitlab!.timeoutMs,
+      });
+      closers.push(() => configFiles!.stop());
+    }
+    const projectVisibility = gitlabApi ? createProjectVisibility({ api: gitlabApi, log, waitMs: 800 }) : undefined;
     // Control messages may have been lost while the bus was away: re-check access and tokens now.
     bus.onReconnect(() => void hub.reconcile());
     const retention = startRetention(pool, config.eventRetentionMs, log);
@@ -369,6 +391,8 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       statusWorker,
       fluxAccess,
       credentials,
+      configFiles,
+      projectVisibility,
       async readiness() {
         const degraded = `cross-replica fan-out degraded to the periodic sweep (every ${config.sweepSeconds} s)`;
         const postgres = pool.query('SELECT 1').then(
@@ -388,7 +412,16 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
           postgres,
           redis && config.redisUrl !== undefined ? redisState(redis, config.redisUrl) : 'ok (in-process)',
         ]);
-        return { postgres: postgresState, redis: redisCheck, ...(credentials.enabled ? { credentials: credentials.readiness() } : {}) };
+        const checks: Record<string, string> = { postgres: postgresState, redis: redisCheck };
+        if (gitlabApi) {
+          const health = gitlabApi.health();
+          // Degraded, never not-ready: webhooks and deliveries do not need GitLab's API.
+          checks.gitlab = health.ok
+            ? 'ok'
+            : `degraded since ${health.since}: ${health.message}; webhooks and deliveries go on, config files and commit statuses wait`;
+        }
+        if (credentials.enabled) checks.credentials = credentials.readiness();
+        return checks;
       },
       close,
     };

@@ -1,4 +1,4 @@
-import { pino, type DestinationStream, type Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 
 /** Paths that could ever carry a secret; pino replaces them before anything is written. */
 const REDACT = [
@@ -28,8 +28,7 @@ const REDACT = [
   'sealed_token',
 ];
 
-/** To stdout, or to `destination` (tests read what would have been written). */
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   const options = {
     level,
     base: { service: 'kasgate' },

@@ -4,7 +4,10 @@
  * An agent may receive a push of project P iff
  *   1. P is the agent's configuration project, or
  *   2. P was public (visibility_level 20) in that very push, or
- *   3. an admin grant names P, or a group P sits under (on path-segment boundaries).
+ *   3. an admin grant names P, or a group P sits under (on path-segment boundaries), or
+ *   4. the agent's config file lists P, or a group P sits under, in `flux_access`, and P is under
+ *      the config project's top-level group (checked here again, so that a changed config project
+ *      never carries a file's entries into another top-level group).
  * Paths compare case-insensitively. Anything uncertain (unknown visibility, odd paths) fails closed.
  */
 
@@ -18,6 +21,15 @@ export interface AgentAccess {
   grantedProjects: ReadonlySet<string>;
   /** Lower-cased group paths granted by an admin (well-formed ones only). */
   grantedGroups: readonly string[];
+  /** Lower-cased project paths from the config file's flux_access (rule 4), under the config project's top-level group. */
+  fileProjects: ReadonlySet<string>;
+  /** Lower-cased group paths from the config file's flux_access (rule 4), likewise. */
+  fileGroups: readonly string[];
+}
+
+/** What rule 4 reads of the accepted flux_access (src/agents/config-file/flux-access.ts). */
+export interface FileGrants {
+  entries: readonly { kind: 'project' | 'group'; path: string }[];
 }
 
 const MAX_PATH_LENGTH = 1024;
@@ -35,21 +47,43 @@ export function isWellFormedPath(path: string): boolean {
   return path.split('/').every((segment) => segment !== '.' && segment !== '..');
 }
 
-export function buildAccess(agentId: string, configProject: string, grants: { projects: string[]; groups: string[] }): AgentAccess {
+/** The first segment of a path: GitLab's top-level group (or user namespace). */
+export const topLevelOf = (path: string): string => normalizePath(path).split('/')[0]!;
+
+/** True when P is the config project's top-level group or lies under it: the only place rule 4 may open. */
+export function underTopLevelGroup(path: string, configProject: string): boolean {
+  const lower = normalizePath(path);
+  if (!isWellFormedPath(lower) || !isWellFormedPath(configProject)) return false;
+  const top = topLevelOf(configProject);
+  return lower === top || lower.startsWith(`${top}/`);
+}
+
+export function buildAccess(
+  agentId: string,
+  configProject: string,
+  grants: { projects: string[]; groups: string[] },
+  file?: FileGrants | null,
+): AgentAccess {
+  const fromFile = (file?.entries ?? []).filter((e) => underTopLevelGroup(e.path, configProject));
   return {
     agentId,
     configProject: normalizePath(configProject),
     grantedProjects: new Set(grants.projects.map(normalizePath)),
     grantedGroups: grants.groups.map(normalizePath).filter(isWellFormedPath),
+    fileProjects: new Set(fromFile.filter((e) => e.kind === 'project').map((e) => normalizePath(e.path))),
+    fileGroups: fromFile.filter((e) => e.kind === 'group').map((e) => normalizePath(e.path)),
   };
 }
 
-/** True when the agent sees P whatever P's visibility: its config project or an admin grant. */
+/** True when the agent sees P whatever P's visibility: its config project, an admin grant, or its config file's flux_access. */
 export function isGranted(access: AgentAccess, projectPath: string): boolean {
   const path = normalizePath(projectPath);
   if (!isWellFormedPath(path)) return false;
-  if (path === access.configProject || access.grantedProjects.has(path)) return true;
-  return access.grantedGroups.some((group) => path.startsWith(`${group}/`));
+  if (path === access.configProject || access.grantedProjects.has(path) || access.fileProjects.has(path)) return true;
+  return (
+    access.grantedGroups.some((group) => path.startsWith(`${group}/`)) ||
+    (underTopLevelGroup(path, access.configProject) && access.fileGroups.some((group) => path.startsWith(`${group}/`)))
+  );
 }
 
 export function isPublic(visibility: number | null | undefined): boolean {

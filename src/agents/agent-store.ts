@@ -1,11 +1,29 @@
 /** Data access for agents and their grants. */
 import type pg from 'pg';
+import type { AcceptedFluxAccess } from './config-file/flux-access.js';
+import { mergeConfig } from './config-file/parse.js';
+
+/** Where the agent's config file was last read from (a good read). */
+export interface ConfigSource {
+  project: string;
+  path: string;
+  ref: string;
+  /** The blob and the commit GitLab answered with. */
+  blobId: string;
+  commitId: string;
+  readAt: string;
+}
 
 export interface Agent {
   id: string;
   name: string;
   configProject: string;
+  /** The effective config: what the admin API set, with the config file's keys over it. */
   config: Record<string, unknown>;
+  /** The last good read of the agent's config file; null when never read (or no GitLab API). */
+  configSource: ConfigSource | null;
+  /** Why the latest read of the config file failed or refused entries; null when it was fine. */
+  configError: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -20,18 +38,23 @@ interface AgentRow {
   name: string;
   config_project: string;
   config: Record<string, unknown>;
+  config_file: Record<string, unknown> | null;
+  config_source: ConfigSource | null;
+  config_error: string | null;
   created_at: Date;
   updated_at: Date;
 }
 
-const COLUMNS = 'id, name, config_project, config, created_at, updated_at';
+const COLUMNS = 'id, name, config_project, config, config_file, config_source, config_error, created_at, updated_at';
 
 function toAgent(row: AgentRow): Agent {
   return {
     id: row.id,
     name: row.name,
     configProject: row.config_project,
-    config: row.config,
+    config: mergeConfig(row.config, row.config_file),
+    configSource: row.config_source,
+    configError: row.config_error,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };
@@ -153,13 +176,17 @@ export function createAgentStore(pool: pg.Pool) {
     },
 
     /** Config projects and grants of the given agents, for building their access. */
-    async accessInputs(agentIds: string[]): Promise<Map<string, { configProject: string; grants: Grants }>> {
+    async accessInputs(
+      agentIds: string[],
+    ): Promise<Map<string, { configProject: string; grants: Grants; fluxAccess: AcceptedFluxAccess | null }>> {
       if (agentIds.length === 0) return new Map();
-      const { rows } = await pool.query<{ id: string; config_project: string } & GrantColumns>(
-        `SELECT a.id, a.config_project, ${GRANT_COLUMNS} FROM agents a WHERE a.id = ANY($1::uuid[])`,
+      const { rows } = await pool.query<{ id: string; config_project: string; flux_access: AcceptedFluxAccess | null } & GrantColumns>(
+        `SELECT a.id, a.config_project, a.flux_access, ${GRANT_COLUMNS} FROM agents a WHERE a.id = ANY($1::uuid[])`,
         [agentIds],
       );
-      return new Map(rows.map((row) => [row.id, { configProject: row.config_project, grants: grantsOf(row) }]));
+      return new Map(
+        rows.map((row) => [row.id, { configProject: row.config_project, grants: grantsOf(row), fluxAccess: row.flux_access }]),
+      );
     },
   };
 }

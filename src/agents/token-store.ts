@@ -2,6 +2,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { mergeConfig } from './config-file/parse.js';
+import type { AcceptedFluxAccess } from './config-file/flux-access.js';
 import { GRANT_COLUMNS, grantsOf, type GrantColumns, type Grants } from './agent-store.js';
 
 export const TOKEN_PREFIX = 'kgagent_';
@@ -30,6 +32,8 @@ export interface AuthenticatedToken {
   configProject: string;
   config: Record<string, unknown>;
   grants: Grants;
+  /** Accepted flux_access of the agent's config file (rule 4), or null. */
+  fluxAccess: AcceptedFluxAccess | null;
 }
 
 export function generateToken(): NewToken {
@@ -107,9 +111,17 @@ export function createTokenStore(pool: pg.Pool, log: Logger) {
     async authenticate(token: string): Promise<AuthenticatedToken | undefined> {
       if (!token.startsWith(TOKEN_PREFIX) || token.length > 256) return undefined;
       const { rows } = await pool.query<
-        { token_id: string; agent_id: string; name: string; config_project: string; config: Record<string, unknown> } & GrantColumns
+        {
+          token_id: string;
+          agent_id: string;
+          name: string;
+          config_project: string;
+          config: Record<string, unknown>;
+          config_file: Record<string, unknown> | null;
+          flux_access: AcceptedFluxAccess | null;
+        } & GrantColumns
       >(
-        `SELECT t.id AS token_id, a.id AS agent_id, a.name, a.config_project, a.config, ${GRANT_COLUMNS}
+        `SELECT t.id AS token_id, a.id AS agent_id, a.name, a.config_project, a.config, a.config_file, a.flux_access, ${GRANT_COLUMNS}
          FROM agent_tokens t JOIN agents a ON a.id = t.agent_id
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL`,
         [hashToken(token)],
@@ -121,8 +133,9 @@ export function createTokenStore(pool: pg.Pool, log: Logger) {
         agentId: row.agent_id,
         agentName: row.name,
         configProject: row.config_project,
-        config: row.config,
+        config: mergeConfig(row.config, row.config_file),
         grants: grantsOf(row),
+        fluxAccess: row.flux_access,
       };
     },
 

@@ -168,6 +168,11 @@ export class AgentSession {
     this.replaying = false;
   }
 
+  /** Whether the agent's access grants this path whatever its visibility (rules 1, 3 and 4). */
+  isGrantedPath(path: string): boolean {
+    return isGranted(this.access, path);
+  }
+
   /** The `subscribed` frame's list, given the last known visibility of each lower-cased path. */
   subscriptionAnswer(visibility: Map<string, number | null>): { path: string; access: 'granted' | 'unverified' }[] {
     return [...this.projects].map(([lower, path]) => ({ path, access: subscriptionAccess(this.access, lower, visibility.get(lower)) }));

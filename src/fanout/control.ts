@@ -8,12 +8,18 @@ import type { Logger } from 'pino';
 import type { Bus, BusMessage } from './bus.js';
 import type { Hub } from './hub.js';
 
-export type ControlMessage = Extract<BusMessage, { type: 'revoke' | 'agent_changed' }>;
+export type ControlMessage = Extract<BusMessage, { type: 'revoke' | 'agent_changed' | 'agent_config' }>;
+
+export const isControlMessage = (message: BusMessage): message is ControlMessage =>
+  message.type === 'revoke' || message.type === 'agent_changed' || message.type === 'agent_config';
 
 export function applyControl(hub: Hub, message: ControlMessage, log: Logger): void {
   if (message.type === 'revoke') {
     const closed = hub.revoke(message.agentId, message.tokenId);
     if (closed > 0) log.info({ agentId: message.agentId, tokenId: message.tokenId, closed }, 'closed revoked agent sockets');
+  } else if (message.type === 'agent_config') {
+    const sent = hub.sendConfig(message.agentId, message.config);
+    if (sent > 0) log.info({ agentId: message.agentId, connections: sent }, 'sent the changed config to the agent');
   } else {
     hub.refreshAccess(message.agentId).catch((err: Error) => log.warn({ err: err.message }, 'could not refresh agent access'));
   }

@@ -58,7 +58,7 @@ export function createHub(deps: HubDeps) {
         for (const session of local) session.close(CloseCode.Revoked, 'agent deleted');
         continue;
       }
-      const access = buildAccess(agentId, input.configProject, input.grants);
+      const access = buildAccess(agentId, input.configProject, input.grants, input.fluxAccess);
       for (const session of local) session.setAccess(access);
     }
   }
@@ -185,6 +185,17 @@ export function createHub(deps: HubDeps) {
         }
       }
       return closed;
+    },
+
+    /** Sends a `config` frame on each of the agent's local connections; returns how many. */
+    sendConfig(agentId: string, config: Record<string, unknown>): number {
+      let sent = 0;
+      for (const session of byAgent.get(agentId) ?? []) {
+        if (!session.isOpen) continue;
+        session.send({ type: 'config', config });
+        sent++;
+      }
+      return sent;
     },
 
     /** Grants or config project changed somewhere (or a session just joined): re-read the agent's access. */

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { RawData, WebSocket } from 'ws';
-import { buildAccess, type AgentAccess } from '../agents/access-rule.js';
+import { buildAccess, VISIBILITY_PUBLIC, type AgentAccess } from '../agents/access-rule.js';
 import type { AuthenticatedToken } from '../agents/token-store.js';
 import { isStoreUnavailable } from '../db/pool.js';
 import { AgentSession } from '../fanout/agent-session.js';
@@ -69,7 +69,7 @@ export const agentSocketRoutes: FastifyPluginAsyncZod = async (app) => {
       await limitAuthFailures.call(app, request, reply);
       throw new HttpError(401, 'unauthorized', 'a valid agent token is required: Authorization: Bearer kgagent_…');
     }
-    request.agentAuth = { token, access: buildAccess(token.agentId, token.configProject, token.grants) };
+    request.agentAuth = { token, access: buildAccess(token.agentId, token.configProject, token.grants, token.fluxAccess) };
   });
 
   app.get(CONNECT_PATH, { websocket: true, schema: { hide: true } }, (socket, request) => {
@@ -209,6 +209,13 @@ async function subscribe(ctx: AppContext, session: AgentSession, frame: Subscrib
   const visibility = await ctx.projects
     .visibilities(wanted.map((p) => p.toLowerCase()))
     .catch(() => new Map<string, number | null>());
+  if (ctx.projectVisibility) {
+    // Projects not yet known public nor granted: GitLab may say they are public (cached, bounded wait).
+    const unknown = wanted.filter((p) => visibility.get(p.toLowerCase()) !== VISIBILITY_PUBLIC && !session.isGrantedPath(p));
+    if (unknown.length > 0) {
+      for (const path of await ctx.projectVisibility.publicAmong(unknown)) visibility.set(path, VISIBILITY_PUBLIC);
+    }
+  }
   if (!session.isOpen) return;
 
   // From here to the replay's start nothing awaits: live events are buffered from this instant.

@@ -178,3 +178,37 @@ describe('subscriptionAccess: granted or unverified, never more', () => {
     }
   });
 });
+
+describe("rule 4: the config file's flux_access, only under the config project's top-level group", () => {
+  const entry = (kind: 'project' | 'group', path: string) => ({ kind, path });
+  const fileAgent = buildAccess('f', 'Acme/Cluster-Config', { projects: [], groups: [] }, {
+    entries: [entry('project', 'acme/apps/Private-App'), entry('group', 'ACME/platform'), entry('project', 'evil/app'), entry('group', 'evil')],
+  });
+
+  test.each([
+    ['acme/apps/private-app', true],
+    ['Acme/Apps/Private-App', true],
+    ['acme/platform/infra', true],
+    ['acme/platform/deep/infra', true],
+    ['acme/platformx/infra', false],
+    ['acme/apps/other', false],
+    ['evil/app', false],
+    ['evil/anything', false],
+  ] as const)('%j granted: %j', (path, expected) => {
+    expect(isGranted(fileAgent, path)).toBe(expected);
+    expect(mayReceive(fileAgent, { projectPath: path, visibility: PRIVATE })).toBe(expected);
+    expect(subscriptionAccess(fileAgent, path, PRIVATE)).toBe(expected ? 'granted' : 'unverified');
+  });
+
+  test('the top-level group itself may be listed as a group', () => {
+    const whole = buildAccess('w', 'acme/cfg', { projects: [], groups: [] }, { entries: [entry('group', 'acme')] });
+    expect(isGranted(whole, 'acme/any/app')).toBe(true);
+    expect(isGranted(whole, 'acmex/app')).toBe(false);
+  });
+
+  test('a config project moved to another top-level group carries none of the old entries there', () => {
+    const moved = buildAccess('m', 'elsewhere/cfg', { projects: [], groups: [] }, { entries: [entry('project', 'acme/app'), entry('group', 'acme/g')] });
+    expect(isGranted(moved, 'acme/app')).toBe(false);
+    expect(isGranted(moved, 'acme/g/app')).toBe(false);
+  });
+});

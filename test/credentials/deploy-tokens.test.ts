@@ -12,16 +12,17 @@ import { useFakeGitLab } from '../support/use-fake-gitlab.js';
 import { connectAgent, eventually } from '../support/agent-client.js';
 import { databaseUrl, queryInSchema } from '../support/isolation.js';
 import type { CredentialsFrame } from '../../src/protocol/kasgate-v1.js';
-import { credentialsOf, encryptionKey, isCredentials, logCapture, projectEntry, setFluxAccess } from './support.js';
+import { credentialsOf, encryptionKey, isCredentials, projectEntry, setFluxAccess } from './support.js';
 
 const DAY = 86_400;
-const capture = logCapture();
+const logLines: string[] = [];
+const logged = () => logLines.join('');
 
 describe('deploy tokens for Flux', () => {
   const fake = useFakeGitLab();
   const gw = useGateway({
     env: fake.env({ KASGATE_ENCRYPTION_KEY: encryptionKey(), KASGATE_REGISTRY_HOST: 'registry.example.com', LOG_LEVEL: 'trace' }),
-    logTo: capture.stream,
+    logLines,
   });
   let nextProject = 100;
   const project = (path: string) => fake.gitlab.addProject({ id: nextProject++, path, defaultBranch: 'main' });
@@ -197,10 +198,10 @@ describe('deploy tokens for Flux', () => {
     const tokens = fake.gitlab.deployTokens.tokens.map((t) => t.token);
     expect(tokens.length).toBeGreaterThanOrEqual(9);
 
-    const logged = capture.text();
-    expect(capture.lines().some((l) => l.includes('deploy token made for Flux'))).toBe(true);
-    expect(capture.lines().some((l) => l.includes('"level":10') || l.includes('"level":20'))).toBe(true);
-    for (const token of tokens) expect(logged).not.toContain(token);
+    const text = logged();
+    expect(logLines.some((l) => l.includes('deploy token made for Flux'))).toBe(true);
+    expect(logLines.some((l) => l.includes('"level":10') || l.includes('"level":20'))).toBe(true);
+    for (const token of tokens) expect(text).not.toContain(token);
 
     const { stdout } = await promisify(execFile)('pg_dump', ['--data-only', '--schema', gw.schema, databaseUrl()], { maxBuffer: 64 * 1024 * 1024 });
     expect(stdout).toContain('flux_credentials');

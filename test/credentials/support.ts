@@ -1,5 +1,4 @@
 /** Helpers of the deploy-token tests: an agent's accepted flux_access, as the config-file reader stores it. */
-import { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import type { AcceptedFluxAccess, FluxAccessEntry } from '../../src/agents/config-file/flux-access.js';
 import type { CredentialsFrame, ServerFrame } from '../../src/protocol/kasgate-v1.js';
@@ -27,18 +26,6 @@ export const projectEntry = (path: string, secretName: string, extra: Partial<Fl
 });
 
 export const isCredentials = (f: ServerFrame): f is CredentialsFrame => f.type === 'credentials';
-
-/** Every log line the gateway writes, kept as text. */
-export function logCapture(): { stream: Writable; text(): string; lines(): string[] } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      chunks.push(chunk.toString('utf8'));
-      done();
-    },
-  });
-  return { stream, text: () => chunks.join(''), lines: () => chunks.join('').split('\n').filter(Boolean) };
-}
 
 export interface CredentialView {
   id: string;

@@ -20,6 +20,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { FakeDeployTokens } from './fake-gitlab-deploy-tokens.js';
+import { FakeGitLabFiles } from './fake-gitlab-files.js';
 
 export interface FakeProject {
   id: number;
@@ -93,6 +94,8 @@ export class FakeGitLab {
   readonly projects = new Map<number, FakeProject>();
   readonly statuses: RecordedStatus[] = [];
   readonly requests: RecordedRequest[] = [];
+  /** Projects' visibility and repository files (fake-gitlab-files.ts). */
+  readonly files: FakeGitLabFiles;
   /** Hold every request open (no answer) until `release()` or `hang = false`. */
   hang = false;
   url = '';
@@ -115,6 +118,7 @@ export class FakeGitLab {
       status: 200,
       body: { id: ctx.project!.id, path_with_namespace: ctx.project!.path, default_branch: ctx.project!.defaultBranch },
     }));
+    this.files = new FakeGitLabFiles(this);
   }
 
   addProject(project: FakeProject): FakeProject {

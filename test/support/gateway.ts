@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import type { DestinationStream } from 'pino';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { startServer, type RunningServer } from '../../src/server.js';
@@ -25,8 +24,8 @@ export interface GatewayOptions {
   noRedis?: boolean;
   /** Another replica of the same deployment: same schema, Redis prefix and secrets. */
   peer?: TestGateway;
-  /** Where the gateway's log lines go (default: stdout at TEST_LOG_LEVEL, silent). */
-  logTo?: DestinationStream;
+  /** Every log line the gateway writes lands here (instead of stdout). */
+  logLines?: string[];
 }
 
 export interface TestGateway {
@@ -71,7 +70,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     ...(options.peer ? pick(options.peer.env, /^KASGATE_(HEARTBEAT|MAX|AUTH|EVENT|SWEEP)/) : {}),
     ...(typeof options.env === 'function' ? options.env() : options.env),
   };
-  const log = createLogger(env.LOG_LEVEL!, options.logTo);
+  const lines = options.logLines;
+  const log = createLogger(env.LOG_LEVEL!, lines ? { write: (line: string) => void lines.push(line) } : undefined);
   let server = await startServer(loadConfig(env), log);
   const port = new URL(server.url).port;
   env.PORT = port;

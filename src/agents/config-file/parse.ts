@@ -9,7 +9,7 @@
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_ROTATE_SECONDS, type AcceptedFluxAccess, type FluxAccessEntry } from './flux-access.js';
-import { isWellFormedPath, normalizePath } from '../access-rule.js';
+import { isWellFormedPath, topLevelOf, underTopLevelGroup } from '../access-rule.js';
 
 /** Keys of GitLab's agent configuration that kasgate leaves to kas. */
 export const GITLAB_ONLY_KEYS = ['gitops', 'ci_access', 'user_access', 'observability', 'container_scanning', 'remote_development', 'starboard'] as const;
@@ -57,15 +57,6 @@ export interface ParsedConfigFile {
 }
 
 export type ParseOutcome = { ok: true; file: ParsedConfigFile } | { ok: false; error: string };
-
-/** The first segment of a path: GitLab's top-level group (or user namespace). */
-export const topLevelOf = (path: string): string => normalizePath(path).split('/')[0]!;
-
-/** True when a flux_access path lies under the config project's top-level group (rule 4). */
-export function underTopLevelGroup(path: string, configProject: string): boolean {
-  const top = topLevelOf(configProject);
-  return normalizePath(path).startsWith(`${top}/`);
-}
 
 function describeIssue(issue: z.core.$ZodIssue): string {
   const where = issue.path.length > 0 ? issue.path.join('.') : '(top level)';

@@ -56,6 +56,8 @@ export interface GitLabApi {
   readonly groups: InstanceType<typeof Groups<false>>;
   readonly repositoryFiles: InstanceType<typeof RepositoryFiles<false>>;
   readonly deployTokens: InstanceType<typeof DeployTokens<false>>;
+  /** GitLab's state as the latest calls saw it: not ok from a call that gave up on 429/5xx/no answer until GitLab answers normally again. */
+  health(): { ok: true } | { ok: false; message: string; since: string };
   /** The same client (bucket, metrics) with another retry policy; closing it closes only it, closing this closes both. */
   withPolicy(policy: Partial<RetryPolicy>): GitLabApi;
   /** Aborts every request in flight and refuses new ones. */
@@ -122,6 +124,8 @@ async function transmit(url: URL, method: string, request: Record<string, unknow
 interface Shared {
   options: GitLabApiOptions;
   bucket: TokenBucket;
+  /** The latest call that gave up on GitLab's trouble (429, 5xx, no answer), until GitLab answers normally again. */
+  trouble: { message: string; since: number } | undefined;
 }
 
 function build(shared: Shared, policy: RetryPolicy, parent?: AbortSignal): GitLabApi {
@@ -130,6 +134,10 @@ function build(shared: Shared, policy: RetryPolicy, parent?: AbortSignal): GitLa
   const own = new AbortController();
   const closing = { signal: parent ? AbortSignal.any([parent, own.signal]) : own.signal };
   const { log, metrics } = options;
+
+  function noteTrouble(message: string): void {
+    shared.trouble = { message, since: shared.trouble?.since ?? Date.now() };
+  }
 
   async function call(endpoint: string, request: Record<string, unknown>) {
     const method = String(request.method ?? 'GET');
@@ -155,12 +163,16 @@ function build(shared: Shared, policy: RetryPolicy, parent?: AbortSignal): GitLa
         const reason = err instanceof TransportError ? err.reason : 'network';
         metrics.gitlabRequests.inc({ method, status: reason === 'timeout' ? 'timeout' : 'unanswered' });
         const error = fail(reason === 'timeout' ? `no answer within ${options.timeoutMs} ms` : `no answer (${(err as Error).message})`, undefined, true);
-        if (signal.aborted || attempt >= policy.maxAttempts) throw error;
+        if (signal.aborted || attempt >= policy.maxAttempts) {
+          if (!closing.signal.aborted) noteTrouble(error.message);
+          throw error;
+        }
         log.debug({ path, attempt, err: error.message }, 'GitLab request failed; retrying');
         await sleep(backoffMs(attempt), closing.signal).catch(() => {});
         continue;
       }
       metrics.gitlabRequests.inc({ method, status: String(answer.status) });
+      if (!isTransientStatus(answer.status)) shared.trouble = undefined;
       if (answer.status >= 200 && answer.status < 300) {
         return { body: answer.stream ?? bodyOf(answer), headers: answer.headers, status: answer.status };
       }
@@ -171,7 +183,10 @@ function build(shared: Shared, policy: RetryPolicy, parent?: AbortSignal): GitLa
       const said = excerpt(text, answer.headers['content-type'] ?? null);
       const error = fail(`${answer.status}${said ? ` ${said}` : ''}`, answer.status, retryable, retryAfterMs, said);
       const wait = retryAfterMs ?? backoffMs(attempt);
-      if (!retryable || attempt >= policy.maxAttempts || wait > policy.maxRetryDelayMs) throw error;
+      if (!retryable || attempt >= policy.maxAttempts || wait > policy.maxRetryDelayMs) {
+        if (isTransientStatus(answer.status)) noteTrouble(error.message);
+        throw error;
+      }
       log.debug({ path, attempt, status: answer.status, waitMs: Math.round(wait) }, 'GitLab answered with a transient error; retrying');
       await sleep(wait, closing.signal).catch(() => {});
     }
@@ -214,6 +229,10 @@ function build(shared: Shared, policy: RetryPolicy, parent?: AbortSignal): GitLa
     get deployTokens() {
       return api.resource(DeployTokens<false>);
     },
+    health() {
+      const trouble = shared.trouble;
+      return trouble ? { ok: false, message: trouble.message, since: new Date(trouble.since).toISOString() } : { ok: true };
+    },
     withPolicy: (changes) => build(shared, { ...policy, ...changes }, closing.signal),
     close: () => own.abort(new Error('GitLab client closed')),
   };
@@ -221,6 +240,6 @@ function build(shared: Shared, policy: RetryPolicy, parent?: AbortSignal): GitLa
 }
 
 export function createGitLabApi(options: GitLabApiOptions, policy: Partial<RetryPolicy> = {}): GitLabApi {
-  const shared: Shared = { options, bucket: new TokenBucket(options.requestsPerSecond, options.burst) };
+  const shared: Shared = { options, bucket: new TokenBucket(options.requestsPerSecond, options.burst), trouble: undefined };
   return build(shared, { ...DEFAULT_POLICY, ...policy });
 }

@@ -33,8 +33,14 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
           { name: request.body.name, configProject: request.body.configProject, config: request.body.config ?? {} },
           fresh,
         );
+        // With the GitLab API: the config file is read now (waiting at most KASGATE_GITLAB_TIMEOUT).
+        let agent = created.agent;
+        if (ctx.configFiles) {
+          await ctx.configFiles.readNow(agent.id);
+          agent = (await ctx.agents.get(agent.id)) ?? agent;
+        }
         return reply.code(201).send({
-          agent: created.agent,
+          agent,
           token: {
             id: created.tokenId,
             token: fresh.token,
@@ -98,7 +104,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       schema: {
         tags: ['agents'],
-        summary: "Change an agent's config (sent in its next hello) or configuration project",
+        summary: "Change an agent's config (its config file's keys still override it; live connections get a config frame) or configuration project",
         security,
         params: AgentIdParams,
         body: z.object({ config: AgentConfig.optional(), configProject: ProjectPath.optional() }),
@@ -108,7 +114,12 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const agent = await ctx.agents.update(request.params.id, request.body);
       if (!agent) throw notFound('agent');
-      if (request.body.configProject !== undefined) await sendControl(ctx, { type: 'agent_changed', agentId: agent.id });
+      if (request.body.configProject !== undefined) {
+        await sendControl(ctx, { type: 'agent_changed', agentId: agent.id });
+        // Another project holds another config file: read it now.
+        ctx.configFiles?.readNow(agent.id).catch(() => {});
+      }
+      if (request.body.config !== undefined) await sendControl(ctx, { type: 'agent_config', agentId: agent.id, config: agent.config });
       return agent;
     },
   );

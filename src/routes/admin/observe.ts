@@ -145,7 +145,7 @@ export const observeRoutes: FastifyPluginAsyncZod = async (app) => {
       const watchers = watching.flatMap((c) => {
         const input = inputs.get(c.agentId);
         if (!input) return [];
-        const access = subscriptionAccess(buildAccess(c.agentId, input.configProject, input.grants), path, project?.visibility);
+        const access = subscriptionAccess(buildAccess(c.agentId, input.configProject, input.grants, input.fluxAccess), path, project?.visibility);
         return [{ agentId: c.agentId, agentName: c.agentName, connectionId: c.connectionId, replicaId: c.replicaId, access }];
       });
       return { project: project ?? null, watchers };

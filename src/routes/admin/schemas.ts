@@ -16,7 +16,24 @@ export const Agent = z
     id: z.string(),
     name: z.string(),
     configProject: z.string(),
-    config: z.record(z.string(), z.unknown()),
+    config: z
+      .record(z.string(), z.unknown())
+      .meta({ description: "The effective config (sent in hello and config frames): the stored one with the config file's keys over it, key by key" }),
+    configSource: z
+      .object({
+        project: z.string(),
+        path: z.string(),
+        ref: z.string(),
+        blobId: z.string(),
+        commitId: z.string(),
+        readAt: z.string(),
+      })
+      .nullable()
+      .meta({ description: "The last good read of .gitlab/agents/<name>/config.yaml; null when never read (or no GitLab API)" }),
+    configError: z
+      .string()
+      .nullable()
+      .meta({ description: 'Why the latest read failed (missing file, bad YAML, unknown key) or which flux_access entries were refused; the last good config stays in force' }),
     createdAt: z.string(),
     updatedAt: z.string(),
   })

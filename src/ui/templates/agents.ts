@@ -1,5 +1,5 @@
 /** Agents: the overview's rows and the agent page. */
-import type { Grants } from '../../agents/agent-store.js';
+import type { Agent, Grants } from '../../agents/agent-store.js';
 import type { TokenInfo } from '../../agents/token-store.js';
 import type { ConnectionRecord } from '../../fanout/presence.js';
 import type { AgentObjects, FluxObjectView } from '../cluster-view.js';
@@ -97,6 +97,17 @@ ${
 }
 </section>
 </div>`;
+}
+
+/** The config file's last good read and its error, in the agent page's facts. */
+export function configFileFacts(agent: Partial<Pick<Agent, 'configSource' | 'configError'>>): Html {
+  const source = agent.configSource;
+  return html`<dt>Config file</dt><dd>${
+    source
+      ? html`<code>${source.path}</code> on <code>${source.ref}</code> at <code>${source.commitId.slice(0, 8)}</code>, read <time datetime="${source.readAt}">${source.readAt.slice(0, 16).replace('T', ' ')}</time>`
+      : html`<span class="muted">not read</span>`
+  }</dd>
+${agent.configError ? html`<dt>Config error</dt><dd><p class="alert" role="alert">${agent.configError}</p><span class="muted">The last good config stays in force.</span></dd>` : ''}`;
 }
 
 export function grantsSection(configProject: string, grants: Grants): Html {

@@ -1,10 +1,10 @@
 /** The bodies of the overview, agent and event pages, and of error pages. */
-import type { Grants } from '../../agents/agent-store.js';
+import type { Agent, Grants } from '../../agents/agent-store.js';
 import type { TokenInfo } from '../../agents/token-store.js';
 import type { AgentObjects, DeliveryView, DeploymentView } from '../cluster-view.js';
 import { plural } from '../format.js';
 import { html, type Html } from '../html.js';
-import { agentLive, agentsTable, grantsSection, objectsSection, tokensSection, type AgentStateView } from './agents.js';
+import { agentLive, agentsTable, configFileFacts, grantsSection, objectsSection, tokensSection, type AgentStateView } from './agents.js';
 import { eventFacts, eventsTable, eventTimeline, type EventView } from './events.js';
 import { overviewHref, pager, searchBox } from './parts.js';
 
@@ -71,7 +71,7 @@ ${pager('Event pages', [
 }
 
 export interface AgentPageView {
-  agent: { id: string; name: string; configProject: string; createdAt: string };
+  agent: { id: string; name: string; configProject: string; createdAt: string } & Partial<Pick<Agent, 'configSource' | 'configError'>>;
   state: AgentStateView;
   grants: Grants;
   tokens: TokenInfo[];
@@ -87,6 +87,7 @@ ${agentLive(v.state)}
 <h2 id="about-h">About</h2>
 <dl class="facts">
 <dt>Configuration project</dt><dd><code>${v.agent.configProject}</code></dd>
+${configFileFacts(v.agent)}
 <dt>Agent id</dt><dd><code class="wrap">${v.agent.id}</code></dd>
 <dt>Registered</dt><dd><time datetime="${v.agent.createdAt}">${v.agent.createdAt.slice(0, 10)}</time></dd>
 </dl>
