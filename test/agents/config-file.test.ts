@@ -201,6 +201,24 @@ describe('the config file, on one replica', () => {
     await agent.close();
   });
 
+  test("moving the config project to another top-level group takes the old file's entries with it", async () => {
+    const name = `move-${uniq()}`;
+    const cfg = configProject(fake.gitlab, name, undefined);
+    const app = `${cfg.top}/apps/app`;
+    cfg.put(`flux_access:\n  projects:\n    - id: ${app}\n      secret_name: app-git\n      namespaces: [apps]\n`);
+    const created = await gw.createAgent(name, cfg.project.path);
+    expect((await gw.ctx.fluxAccess.fluxAccessOf(created.id))?.entries.map((e) => e.path)).toEqual([app]);
+    const agent = await connectAgent(gw.wsUrl, created.token);
+    expect((await agent.subscribe([app])).projects[0]!.access).toBe('granted');
+    // The new project has no file for this agent: the old entries stay stored, but count nowhere.
+    const elsewhere = fake.gitlab.addProject({ id: nextProjectId(), path: `elsewhere-${uniq()}/cfg`, defaultBranch: 'main' });
+    expect((await gw.admin('PATCH', `/agents/${created.id}`, { configProject: elsewhere.path })).status).toBe(200);
+    expect(await gw.ctx.fluxAccess.fluxAccessOf(created.id)).toBeUndefined();
+    await eventually(async () => (await agent.subscribe([app])).projects[0]!.access, (a) => a === 'unverified');
+    await eventually(() => getAgent(gw, created.id), (a) => /not found/.test(a.configError ?? ''));
+    await agent.close();
+  });
+
   test('a public project GitLab shows is granted before its first push; private ones stay unverified; the answer is cached', async () => {
     const name = `vis-${uniq()}`;
     const cfg = configProject(fake.gitlab, name, '');

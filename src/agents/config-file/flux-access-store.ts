@@ -8,6 +8,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { AcceptedFluxAccess, FluxAccessListener, FluxAccessSource } from './flux-access.js';
 import { isUuid } from '../agent-store.js';
+import { underTopLevelGroup } from '../access-rule.js';
 
 export interface FluxAccessStore extends FluxAccessSource {
   /** Tells the listeners (the reader calls it after committing a change; agent deletion too). */
@@ -19,9 +20,15 @@ export function createFluxAccessStore(pool: pg.Pool, log: Logger): FluxAccessSto
   return {
     async fluxAccessOf(agentId) {
       if (!isUuid(agentId)) return undefined;
-      const { rows } = await pool.query<{ flux_access: AcceptedFluxAccess | null }>('SELECT flux_access FROM agents WHERE id = $1', [agentId]);
-      const access = rows[0]?.flux_access ?? undefined;
-      return access && access.entries.length > 0 ? access : undefined;
+      const { rows } = await pool.query<{ flux_access: AcceptedFluxAccess | null; config_project: string }>(
+        'SELECT flux_access, config_project FROM agents WHERE id = $1',
+        [agentId],
+      );
+      const row = rows[0];
+      if (!row?.flux_access) return undefined;
+      // The config project may have moved since the file was read: never beyond its top-level group now.
+      const entries = row.flux_access.entries.filter((entry) => underTopLevelGroup(entry.path, row.config_project));
+      return entries.length > 0 ? { rotateSeconds: row.flux_access.rotateSeconds, entries } : undefined;
     },
     async agentsWithFluxAccess() {
       const { rows } = await pool.query<{ id: string }>(

@@ -116,6 +116,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       if (!agent) throw notFound('agent');
       if (request.body.configProject !== undefined) {
         await sendControl(ctx, { type: 'agent_changed', agentId: agent.id });
+        ctx.fluxAccess.changed(agent.id);
         // Another project holds another config file: read it now.
         ctx.configFiles?.readNow(agent.id).catch(() => {});
       }
