@@ -3,9 +3,13 @@
  * the GitLab stand-in → the agent (src/agent, in-process) writes the Secret in the Kubernetes
  * stand-in, with the RBAC of deploy/agent (a Role per namespace) enforced → credentials_applied →
  * the gateway shows it applied; a short lifetime rotates the Secret's token and revokes the old
- * one; a namespace without the Role shows as failed.
+ * one; a namespace without the Role shows as failed. And from the agent's config file in its
+ * config project on the GitLab stand-in, with no call to kasgate's API: the file's flux_access
+ * makes the token, a push that removes the entry revokes it.
  */
+import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
+import { pushBody } from '../support/fixtures.js';
 import { useGateway } from '../support/gateway.js';
 import { useFakeGitLab } from '../support/use-fake-gitlab.js';
 import { eventually } from '../support/agent-client.js';
@@ -75,5 +79,38 @@ describe('deploy tokens through the real agent', () => {
     expect(failed.credentials[0]!.lastError).toMatch(/nowhere/);
     expect(h!.kube.secrets.get('apps/locked-git')).toBeDefined();
     expect(h!.kube.secrets.get('nowhere/locked-git')).toBeUndefined();
+  });
+});
+
+describe('deploy tokens from the config file, through the real agent', () => {
+  const fake = useFakeGitLab();
+  const gw = useGateway({ env: fake.env({ KASGATE_ENCRYPTION_KEY: encryptionKey(), KASGATE_CONFIG_REFRESH: '1h' }) });
+
+  it('flux_access in .gitlab/agents/<name>/config.yaml makes the token the agent writes; a push removing the entry revokes it', async () => {
+    const config = fake.gitlab.addProject({ id: 50, path: 'fleet/cluster-config', defaultBranch: 'main' });
+    fake.gitlab.addProject({ id: 51, path: 'fleet/app', defaultBranch: 'main' });
+    const file = '.gitlab/agents/fleet-agent/config.yaml';
+    fake.gitlab.files.put(config.id, file, 'flux_access:\n  rotate: 30d\n  projects:\n    - id: fleet/app\n      role: read_repository\n      secret_name: app-git\n      namespaces: [apps]\n');
+    const rbac = [...(await rulesFromKustomization(deployPath('agent/base'))), ...(await rulesFromKustomization(deployPath('agent/examples/flux-credentials')))];
+    h = await createHarness({ rbac });
+    h.kube.putGitRepository('apps', 'app', { url: 'https://gitlab.example.com/fleet/app.git', secretRef: { name: 'app-git' } });
+    const agent = await gw.createAgent('fleet-agent', config.path);
+    await h.startAgent({ gatewayUrl: gw.url, agentToken: agent.token });
+
+    const applied = await eventually(() => credentialsOf(gw, agent.id), (b) => b.credentials[0]?.state === 'applied', 15_000);
+    const token = fake.gitlab.deployTokens.tokens.find((t) => t.id === applied.credentials[0]!.deployTokenId)!;
+    expect(token).toMatchObject({ name: 'kasgate-fleet-agent-app-git', scopes: ['read_repository'], owner: { kind: 'project', id: 51 } });
+    expect(Date.parse(token.expiresAt!) - token.createdAt).toBeGreaterThan(30 * 86_400_000 - 5000);
+    expect(decode(h.kube.secrets.get('apps/app-git')?.['data']?.password)).toBe(token.token);
+    expect(fake.gitlab.deployTokens.works(token.token)).toBe(true);
+
+    fake.gitlab.files.put(config.id, file, 'flux: {}\n');
+    const pushed = await gw.postWebhook(
+      pushBody({ path: config.path, projectId: config.id, visibility: 0, ref: 'refs/heads/main', defaultBranch: 'main', after: randomBytes(20).toString('hex') }),
+      { 'idempotency-key': randomUUID() },
+    );
+    expect(pushed.status).toBe(202);
+    await eventually(() => token.revoked, (revoked) => revoked, 15_000);
+    expect((await credentialsOf(gw, agent.id)).credentials[0]).toMatchObject({ state: 'revoked', revokeReason: 'removed from flux_access' });
   });
 });
