@@ -96,6 +96,22 @@ describe('deploy tokens for Flux', () => {
     await socket.close();
   });
 
+  it('a stored token that no longer opens (another key, tampered) is never sent: it is revoked and a new one made', async () => {
+    project('acme/tampered');
+    const agent = await gw.createAgent('tampered', 'acme/config');
+    await setFluxAccess(gw, agent.id, { rotateSeconds: 30 * DAY, entries: [projectEntry('acme/tampered', 't-git')] });
+    const [made] = (await eventually(() => credentialsOf(gw, agent.id), (b) => b.credentials.length === 1, 10_000)).credentials;
+    await queryInSchema(gw.schema, `UPDATE flux_credentials SET sealed_token = overlay(sealed_token placing '\\x00'::bytea from 20 for 1) WHERE id = $1`, [made!.id]);
+    const socket = await connectAgent(gw.wsUrl, agent.token);
+    const frame = await socket.waitFor(isCredentials, 10_000);
+    expect(frame.id).not.toBe(made!.id);
+    expect(fake.gitlab.deployTokens.works(frame.password)).toBe(true);
+    const shown = await eventually(() => credentialsOf(gw, agent.id), (b) => b.credentials.find((c) => c.id === made!.id)?.state === 'revoked');
+    expect(shown.credentials.find((c) => c.id === made!.id)!.revokeReason).toBe('unreadable');
+    expect(socket.frames.filter(isCredentials).map((f) => f.id)).toEqual([frame.id]);
+    await socket.close();
+  });
+
   it('rotates at two thirds of a short lifetime and revokes the old token only after the agent applied the new one', async () => {
     project('acme/rotating');
     const agent = await gw.createAgent('rotating', 'acme/config');
