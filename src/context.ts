@@ -351,8 +351,10 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
         fluxAccess,
         control: (message) => sendControl({ bus, hub, log }, message),
         log,
+        metrics,
         refreshMs: config.configRefreshMs,
-        registrationWaitMs: config.gitlab!.timeoutMs,
+        // Registration answers within a few seconds whatever GitLab does; a slow read lands later.
+        registrationWaitMs: Math.min(config.gitlab!.timeoutMs, 3000),
       });
       closers.push(() => configFiles!.stop());
     }

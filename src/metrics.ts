@@ -119,6 +119,12 @@ export function createMetrics() {
       labelNames: ['method', 'status'] as const,
       registers,
     }),
+    configFileReads: new Counter({
+      name: 'kasgate_config_file_reads_total',
+      help: "Reads of agents' config files by outcome: ok, invalid (bad YAML, unknown key...), missing, unavailable (GitLab's trouble)",
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
     commitStatuses: new Counter({
       name: 'kasgate_commit_statuses_total',
       help: 'Commit status posts by state and outcome: posted, retried (429, 5xx, no answer: tried again later), rejected (other 4xx: never retried), expired',

@@ -178,14 +178,25 @@ export function createAgentStore(pool: pg.Pool) {
     /** Config projects and grants of the given agents, for building their access. */
     async accessInputs(
       agentIds: string[],
-    ): Promise<Map<string, { configProject: string; grants: Grants; fluxAccess: AcceptedFluxAccess | null }>> {
+    ): Promise<Map<string, { configProject: string; grants: Grants; fluxAccess: AcceptedFluxAccess | null; config: Record<string, unknown> }>> {
       if (agentIds.length === 0) return new Map();
-      const { rows } = await pool.query<{ id: string; config_project: string; flux_access: AcceptedFluxAccess | null } & GrantColumns>(
-        `SELECT a.id, a.config_project, a.flux_access, ${GRANT_COLUMNS} FROM agents a WHERE a.id = ANY($1::uuid[])`,
+      const { rows } = await pool.query<
+        {
+          id: string;
+          config_project: string;
+          flux_access: AcceptedFluxAccess | null;
+          config: Record<string, unknown>;
+          config_file: Record<string, unknown> | null;
+        } & GrantColumns
+      >(
+        `SELECT a.id, a.config_project, a.flux_access, a.config, a.config_file, ${GRANT_COLUMNS} FROM agents a WHERE a.id = ANY($1::uuid[])`,
         [agentIds],
       );
       return new Map(
-        rows.map((row) => [row.id, { configProject: row.config_project, grants: grantsOf(row), fluxAccess: row.flux_access }]),
+        rows.map((row) => [
+          row.id,
+          { configProject: row.config_project, grants: grantsOf(row), fluxAccess: row.flux_access, config: mergeConfig(row.config, row.config_file) },
+        ]),
       );
     },
   };

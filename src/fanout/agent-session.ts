@@ -57,6 +57,8 @@ export class AgentSession {
   lastSentId = 0n;
   subscribedOnce = false;
   badFrames = 0;
+  /** The config last sent (hello or config frame), as stable JSON; undefined before the hello. */
+  sentConfig: string | undefined;
 
   private grantedPaths = new Set<string>();
   private replaying = false;

@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { buildAccess, isWellFormedPath, VISIBILITY_PUBLIC, normalizePath } from '../agents/access-rule.js';
+import { stableJson } from '../agents/config-file/parse.js';
 import type { AgentStore } from '../agents/agent-store.js';
 import type { TokenStore } from '../agents/token-store.js';
 import type { EventLog } from '../events/event-log.js';
@@ -59,7 +60,15 @@ export function createHub(deps: HubDeps) {
         continue;
       }
       const access = buildAccess(agentId, input.configProject, input.grants, input.fluxAccess);
-      for (const session of local) session.setAccess(access);
+      const config = stableJson(input.config);
+      for (const session of local) {
+        session.setAccess(access);
+        // A config frame lost with the bus (or a change between the token check and the hello) lands here.
+        if (session.sentConfig !== undefined && session.sentConfig !== config) {
+          session.send({ type: 'config', config: input.config });
+          session.sentConfig = config;
+        }
+      }
     }
   }
 
@@ -189,10 +198,15 @@ export function createHub(deps: HubDeps) {
 
     /** Sends a `config` frame on each of the agent's local connections; returns how many. */
     sendConfig(agentId: string, config: Record<string, unknown>): number {
+      // An access read already under way may carry the config from before: it must not undo this one.
+      if (byAgent.has(agentId)) latestAccessRead.set(agentId, ++accessReads);
       let sent = 0;
       for (const session of byAgent.get(agentId) ?? []) {
         if (!session.isOpen) continue;
+        const json = stableJson(config);
+        if (session.sentConfig === json) continue;
         session.send({ type: 'config', config });
+        session.sentConfig = json;
         sent++;
       }
       return sent;

@@ -8,6 +8,7 @@ import type { RawData, WebSocket } from 'ws';
 import { buildAccess, VISIBILITY_PUBLIC, type AgentAccess } from '../agents/access-rule.js';
 import type { AuthenticatedToken } from '../agents/token-store.js';
 import { isStoreUnavailable } from '../db/pool.js';
+import { stableJson } from '../agents/config-file/parse.js';
 import { AgentSession } from '../fanout/agent-session.js';
 import { replay, whileOpen } from '../fanout/replay.js';
 import { HttpError } from '../http/errors.js';
@@ -126,6 +127,7 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
       config: hello ?? {},
       limits: { maxFrameBytes: limits.maxFrameBytes, maxStatusObjects: config.maxStatusObjects },
     });
+    session.sentConfig = stableJson(hello ?? {});
     hello = undefined;
     // A revocation or grant change that raced the upgrade found no socket here to apply to: look again.
     const [active] = await Promise.all([

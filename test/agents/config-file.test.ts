@@ -64,6 +64,23 @@ describe('the config file, on one replica', () => {
     await agent.close();
   });
 
+  test('a GitLab that hangs delays registration by a few seconds at most; the read lands once GitLab answers', async () => {
+    const name = `hang-${uniq()}`;
+    const cfg = configProject(fake.gitlab, name, 'flux:\n  webhook_receiver_url: http://late.example/hook\n');
+    fake.gitlab.hang = true;
+    let created: { status: number; body: any };
+    const started = Date.now();
+    try {
+      created = await gw.admin('POST', '/agents', { name, configProject: cfg.project.path });
+    } finally {
+      setTimeout(() => fake.gitlab.release(), 200);
+    }
+    expect(Date.now() - started).toBeLessThan(4500);
+    expect(created.status).toBe(201);
+    expect(created.body.agent.configSource).toBeNull();
+    await eventually(() => getAgent(gw, created.body.agent.id), (a) => a.config.flux?.webhookReceiverUrl === 'http://late.example/hook');
+  });
+
   test('a push to the default branch re-reads the file and the live agent gets a config frame; other branches do not', async () => {
     const name = `push-${uniq()}`;
     const cfg = configProject(fake.gitlab, name, 'flux:\n  webhook_receiver_url: http://one.example/hook\n');
@@ -105,6 +122,9 @@ describe('the config file, on one replica', () => {
     await afterPush(() => cfg.put('flux: [unclosed\n'), /bad YAML/);
     await afterPush(() => cfg.put('flux:\n  webhook_receiver_url: http://x.example\nbogus_key: 1\n'), /unknown key: bogus_key/);
     await afterPush(() => cfg.put('flux:\n  webhook_receiver_url: 42\n'), /flux\.webhook_receiver_url/);
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).toMatch(/^kasgate_config_file_reads_total\{outcome="invalid"\} [3-9]/m);
+    expect(metrics).toMatch(/^kasgate_config_file_reads_total\{outcome="missing"\} [1-9]/m);
     expect(configFrames(agent)).toEqual([]);
 
     // Fixed: the error goes, and the new config reaches the agent.
@@ -289,10 +309,55 @@ describe('the config file, on one replica', () => {
     await agent.close();
   });
 
+  test('a refused token shows on the agent and on /readyz as degraded, and clears when GitLab answers again', async () => {
+    const name = `refused-${uniq()}`;
+    const cfg = configProject(fake.gitlab, name, '');
+    const created = await gw.createAgent(name, cfg.project.path);
+    fake.gitlab.script({ status: 401, times: Infinity, body: { message: '401 Unauthorized' }, match: (_m, p) => p.startsWith('/projects/') });
+    try {
+      await pushTo(gw, cfg.project.path, cfg.project.id);
+      await eventually(() => getAgent(gw, created.id), (a) => /refused.*401.*KASGATE_GITLAB_TOKEN/.test(a.configError ?? ''));
+      const ready = await fetch(`${gw.url}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(((await ready.json()) as { checks: Record<string, string> }).checks.gitlab).toMatch(/^degraded.*refuses the token/);
+    } finally {
+      fake.gitlab.clearScripts();
+    }
+    await pushTo(gw, cfg.project.path, cfg.project.id);
+    await eventually(() => getAgent(gw, created.id), (a) => a.configError === null);
+    expect(((await (await fetch(`${gw.url}/readyz`)).json()) as { checks: Record<string, string> }).checks.gitlab).toBe('ok');
+  });
+
   test('the GitLab token is in no log line', async () => {
     expect(logLines.length).toBeGreaterThan(20);
     expect(logLines.some((line) => line.includes('config file'))).toBe(true);
     for (const line of logLines) expect(line).not.toContain(fake.gitlab.token);
+  });
+});
+
+describe('config frames without the config file', () => {
+  const gw = useGateway({ env: { KASGATE_HEARTBEAT_SECONDS: '1' } });
+
+  test('PATCH config: every live connection gets one config frame; the same config again sends none', async () => {
+    const created = await gw.createAgent(`patch-${uniq()}`, `p-${uniq()}/cfg`, { flux: { webhookReceiverUrl: 'http://a.example' } });
+    const agents = [await connectAgent(gw.wsUrl, created.token), await connectAgent(gw.wsUrl, created.token)];
+    const config = { flux: { webhookReceiverUrl: 'http://b.example' } };
+    expect((await gw.admin('PATCH', `/agents/${created.id}`, { config })).status).toBe(200);
+    for (const agent of agents) expect(await agent.waitFor((f) => f.type === 'config')).toEqual({ type: 'config', config });
+    expect((await gw.admin('PATCH', `/agents/${created.id}`, { config })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 300));
+    for (const agent of agents) expect(configFrames(agent)).toHaveLength(1);
+    for (const agent of agents) await agent.close();
+  });
+
+  test('a config change whose bus message was lost still reaches the agent, with the periodic access check', async () => {
+    const created = await gw.createAgent(`lost-${uniq()}`, `l-${uniq()}/cfg`);
+    const agent = await connectAgent(gw.wsUrl, created.token);
+    // Written behind the gateway's back, as if the replica that read the file had lost its bus.
+    await gw.ctx.pool.query(`UPDATE agents SET config_file = '{"flux":{"webhookReceiverUrl":"http://quiet.example"}}' WHERE id = $1`, [created.id]);
+    const frame = await agent.waitFor((f) => f.type === 'config', 5000);
+    expect(frame).toEqual({ type: 'config', config: { flux: { webhookReceiverUrl: 'http://quiet.example' } } });
+    await agent.close();
   });
 });
 

@@ -15,6 +15,7 @@
  *
  * Other helpers extend it: `route(method, pattern, handler)` adds an endpoint (repository
  * files, groups, deploy tokens…) with the same auth, project lookup, scripts and request log.
+ * `files` (fake-gitlab-files.ts): the Projects API's project (with visibility) and repository files.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -117,3 +117,9 @@ export function mergeConfig(stored: Record<string, unknown>, file: Record<string
   }
   return out;
 }
+
+/** JSON with mapping keys sorted: equal configs compare equal whatever order their keys came in. */
+export const stableJson = (value: unknown): string =>
+  JSON.stringify(value, (_key, v: unknown) =>
+    isPlainObject(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  );

@@ -14,13 +14,14 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { GitLabApi } from '../../gitlab/api/client.js';
+import type { Metrics } from '../../metrics.js';
 import type { StoredEvent } from '../../events/event.js';
 import type { ControlMessage } from '../../fanout/control.js';
 import type { ConfigSource } from '../agent-store.js';
 import { normalizePath } from '../access-rule.js';
 import type { AcceptedFluxAccess } from './flux-access.js';
 import type { FluxAccessStore } from './flux-access-store.js';
-import { mergeConfig, parseConfigFile, refusedMessage } from './parse.js';
+import { mergeConfig, parseConfigFile, refusedMessage, stableJson } from './parse.js';
 import { readConfigFile, type ReadOutcome } from './reader.js';
 
 export interface ConfigRefresherDeps {
@@ -30,6 +31,7 @@ export interface ConfigRefresherDeps {
   /** Publishes a control message to every replica (sendControl). */
   control(message: ControlMessage): Promise<void>;
   log: Logger;
+  metrics: Metrics;
   refreshMs: number;
   /** How long registration waits for the first read before answering without it. */
   registrationWaitMs: number;
@@ -46,10 +48,7 @@ interface Claimed {
   config_project: string;
 }
 
-const stable = (value: unknown): string =>
-  JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1))) : v,
-  );
+const stable = stableJson;
 
 export function startConfigRefresher(deps: ConfigRefresherDeps) {
   const { pool, log, refreshMs } = deps;
@@ -87,6 +86,7 @@ export function startConfigRefresher(deps: ConfigRefresherDeps) {
       let error: string | null;
       if (outcome.kind === 'read') {
         const parsed = parseConfigFile(outcome.text, row.config_project);
+        deps.metrics.configFileReads.inc({ outcome: parsed.ok ? 'ok' : 'invalid' });
         if (parsed.ok) {
           const source: ConfigSource = {
             project: outcome.project,
@@ -110,6 +110,7 @@ export function startConfigRefresher(deps: ConfigRefresherDeps) {
           await client.query('UPDATE agents SET config_error = $2 WHERE id = $1', [agent.id, error]);
         }
       } else {
+        deps.metrics.configFileReads.inc({ outcome: outcome.kind });
         error = outcome.message;
         await client.query(
           `UPDATE agents SET config_error = $2,

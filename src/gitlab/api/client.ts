@@ -172,7 +172,9 @@ function build(shared: Shared, policy: RetryPolicy, parent?: AbortSignal): GitLa
         continue;
       }
       metrics.gitlabRequests.inc({ method, status: String(answer.status) });
-      if (!isTransientStatus(answer.status)) shared.trouble = undefined;
+      // A refused token is trouble too (every call fails the same way); other answers mean GitLab is fine.
+      if (answer.status === 401) noteTrouble(`GitLab refuses the token (401 on ${method} ${path})`);
+      else if (!isTransientStatus(answer.status)) shared.trouble = undefined;
       if (answer.status >= 200 && answer.status < 300) {
         return { body: answer.stream ?? bodyOf(answer), headers: answer.headers, status: answer.status };
       }

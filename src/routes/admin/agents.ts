@@ -33,7 +33,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
           { name: request.body.name, configProject: request.body.configProject, config: request.body.config ?? {} },
           fresh,
         );
-        // With the GitLab API: the config file is read now (waiting at most KASGATE_GITLAB_TIMEOUT).
+        // With the GitLab API: the config file is read now (waiting a few seconds at most; a slow read lands later).
         let agent = created.agent;
         if (ctx.configFiles) {
           await ctx.configFiles.readNow(agent.id);
