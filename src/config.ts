@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { DEFAULT_DATA_DIR } from './embedded-secrets.js';
+import { parseRegistryHost } from './agent/repo-url.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -119,6 +120,9 @@ const EnvSchema = z.object({
   KASGATE_ENCRYPTION_KEY: optionalString.refine((s) => s === undefined || encryptionKeyBytes(s) !== undefined, {
     message: 'must be 32 random bytes, as 64 hex characters or base64 (openssl rand -base64 32)',
   }),
+  KASGATE_REGISTRY_HOST: optionalString.refine((s) => s === undefined || parseRegistryHost(s) !== undefined, {
+    message: 'must be host or host:port, as $CI_REGISTRY says it (registry.example.com, gitlab.example.com:5050)',
+  }),
   KASGATE_MAX_STATUS_OBJECTS: int(5000, 1, 1_000_000),
   KASGATE_DEPLOYMENT_TIMEOUT: duration('30m'),
   KASGATE_UI_SESSION_TTL: duration('8h'),
@@ -167,6 +171,8 @@ export interface Config {
   publicUrl: string | undefined;
   /** AES-256-GCM key for what must be kept in clear (deploy tokens not yet applied). */
   encryptionKey: Buffer | undefined;
+  /** GitLab's container registry host (for read_registry deploy tokens, as dockerconfigjson); undefined when not set. */
+  registryHost: string | undefined;
   maxStatusObjects: number;
   deploymentTimeoutMs: number;
   /** How often each agent's config file is read again (besides registration and pushes to it). */
@@ -247,6 +253,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
         : undefined,
     publicUrl: e.KASGATE_PUBLIC_URL?.replace(/\/+$/, ''),
     encryptionKey: e.KASGATE_ENCRYPTION_KEY === undefined ? undefined : encryptionKeyBytes(e.KASGATE_ENCRYPTION_KEY),
+    registryHost: e.KASGATE_REGISTRY_HOST === undefined ? undefined : parseRegistryHost(e.KASGATE_REGISTRY_HOST),
     maxStatusObjects: e.KASGATE_MAX_STATUS_OBJECTS,
     deploymentTimeoutMs: e.KASGATE_DEPLOYMENT_TIMEOUT,
     configRefreshMs: Math.max(100, e.KASGATE_CONFIG_REFRESH),

@@ -41,6 +41,7 @@ import { startDeploymentSweeper } from './deployments/sweeper.js';
 import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
 import { createClusterState, type ClusterState } from './cluster/cluster-state.js';
 import { createFluxAccessStore, type FluxAccessStore } from './agents/config-file/flux-access-store.js';
+import { startCredentials, type Credentials } from './credentials/credentials.js';
 import { startConfigRefresher, type ConfigRefresher } from './agents/config-file/refresher.js';
 import { createProjectVisibility, type ProjectVisibility } from './gitlab/project-visibility.js';
 
@@ -81,6 +82,8 @@ export interface AppContext {
   statusWorker: StatusWorker | undefined;
   /** The accepted flux_access of each agent's config file (empty without the GitLab API). */
   fluxAccess: FluxAccessStore;
+  /** Flux's deploy tokens: made, sent, rotated and revoked (inactive without the GitLab API). */
+  credentials: Credentials;
   /** Reads agents' config files (src/agents/config-file); undefined without the GitLab API. */
   configFiles: ConfigRefresher | undefined;
   /** Which watched projects GitLab says are public (subscribe answers); undefined without the GitLab API. */
@@ -323,8 +326,23 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     dispatcher = await startDispatcher({ events, hub: live.dispatchingTo(hub), bus, metrics, log, sweepSeconds: config.sweepSeconds });
     live.startAfter(dispatcher.highestDispatched);
     closers.push(() => dispatcher.stop());
+    const credentials = startCredentials({
+      pool: backgroundPool,
+      api: gitlabApi,
+      source: fluxAccess,
+      agents,
+      bus,
+      localSessions: (agentId) => hub.localSessions(agentId),
+      encryptionKey: config.encryptionKey,
+      registryHost: config.registryHost,
+      replicaId: config.replicaId,
+      leaseMs: 3 * (config.gitlab?.timeoutMs ?? 10_000) + 5000,
+      log,
+    });
+    closers.push(() => credentials.stop());
     bus.onMessage((message) => {
       if (isControlMessage(message)) applyControl(hub, message, log);
+      else if (message.type === 'credentials_due') credentials.due(message.agentId);
     });
     if (gitlabApi) {
       configFiles = startConfigRefresher({
@@ -374,6 +392,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       changes,
       statusWorker,
       fluxAccess,
+      credentials,
       configFiles,
       projectVisibility,
       async readiness() {
@@ -403,6 +422,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
             ? 'ok'
             : `degraded since ${health.since}: ${health.message}; webhooks and deliveries go on, config files and commit statuses wait`;
         }
+        if (credentials.enabled) checks.credentials = credentials.readiness();
         return checks;
       },
       close,

@@ -20,6 +20,12 @@ const REDACT = [
   '*.webhookSigningKeys',
   'token',
   'adminToken',
+  // Deploy tokens for Flux (src/credentials): never logged on purpose; these catch a slip.
+  'password',
+  '*.password',
+  'frame.password',
+  '*.sealed_token',
+  'sealed_token',
 ];
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {

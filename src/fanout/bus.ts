@@ -11,6 +11,8 @@ export type BusMessage =
   | { type: 'revoke'; agentId: string; tokenId?: string }
   /** The agent's grants or config project changed: recompute its access. */
   | { type: 'agent_changed'; agentId: string }
+  /** Deploy tokens wait for this agent (src/credentials): replicas with its connections send them. Never the token itself. */
+  | { type: 'credentials_due'; agentId: string }
   /** The agent's effective config changed (admin API or its config file): send it a `config` frame on every live connection. */
   | { type: 'agent_config'; agentId: string; config: Record<string, unknown> }
   /** For the status page's live feed (src/ui/live-feed.ts): an agent's connections changed somewhere. */

@@ -144,6 +144,11 @@ export function createHub(deps: HubDeps) {
       return byAgent.get(agentId)?.size ?? 0;
     },
 
+    /** The agent's connections on this replica. */
+    localSessions(agentId: string): AgentSession[] {
+      return [...(byAgent.get(agentId) ?? [])];
+    },
+
     /** Re-indexes a session under its new subscription (see AgentSession.setProjects). */
     subscribe(session: AgentSession, paths: string[], startReplay: boolean): string[] {
       unindex(session);

@@ -139,6 +139,8 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
       return;
     }
     log.info({ ...where(), agentName: session.id.agentName, remoteAddress }, 'agent connected');
+    // Deploy tokens still waiting for this agent (made while it was away, or unanswered).
+    ctx.credentials.connected(session);
   });
 
   const reject = (code: string, message: string) => {
@@ -171,7 +173,9 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
       const taken = status.receive(frame);
       if (!taken.ok) return reject(taken.code, taken.message);
     }
-    // credentials frames: handled by the credentials module.
+    else if (frame.type === 'credentials_applied' || frame.type === 'credentials_failed') {
+      ctx.credentials.received(agentId, frame).catch((err: Error) => log.warn({ ...where(), err: err.message }, 'could not record the answer to credentials; they are sent again'));
+    }
   });
 
   ws.on('pong', () => {

@@ -322,6 +322,31 @@ describe.skipIf(!kubectl)('deploy/: kubectl kustomize', () => {
     expect(env.KASGATE_URL).toBe('https://kasgate.example.com');
     expect(env.GITLAB_EXTERNAL_URL).toBe('https://gitlab.example.com');
   });
+
+  test("Flux's credentials: a Role and RoleBinding per listed namespace, and no ClusterRole of the agent's base reaches Secrets", () => {
+    const objects = rendered.get('agent/examples/flux-credentials');
+    if (!objects) throw new Error('deploy/agent/examples/flux-credentials did not render');
+    expect(objects.map((o) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`).toSorted()).toEqual([
+      'Role apps/kasgate-agent-credentials',
+      'Role infra/kasgate-agent-credentials',
+      'RoleBinding apps/kasgate-agent-credentials',
+      'RoleBinding infra/kasgate-agent-credentials',
+    ]);
+    for (const role of objects.filter((o) => o.kind === 'Role')) {
+      expect(role.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'patch'] }]);
+    }
+    for (const binding of objects.filter((o) => o.kind === 'RoleBinding')) {
+      expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'kasgate-agent-credentials' });
+      expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'kasgate-agent', namespace: 'kasgate-agent' }]);
+    }
+    const base = rendered.get('agent/base');
+    if (!base) throw new Error('deploy/agent/base did not render');
+    expect(base.some((o) => o.kind === 'ClusterRole')).toBe(true);
+    const secretRules = base
+      .filter((o) => o.kind === 'ClusterRole')
+      .flatMap((o) => (o.rules as { resources?: string[] }[]).filter((r) => r.resources?.includes('secrets') || r.resources?.includes('*')));
+    expect(secretRules).toEqual([]);
+  });
 });
 
 describe('docker-compose.yml', () => {

@@ -46,6 +46,7 @@ describe('configuration from the environment', () => {
     ['KASGATE_ENCRYPTION_KEY', 'too-short'],
     ['KASGATE_DEPLOYMENT_TIMEOUT', 'never'],
     ['KASGATE_MAX_STATUS_OBJECTS', 'lots'],
+    ['KASGATE_REGISTRY_HOST', 'https://registry.example.com/v2'],
   ])('%s=%s is refused with a message naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^invalid configuration:\\n  ${name}: `));
@@ -71,6 +72,8 @@ describe('configuration from the environment', () => {
     expect(config.registrySecrets).toEqual(['Bearer one', 'Bearer two']);
     expect(loadConfig({ KASGATE_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64') }).encryptionKey).toEqual(Buffer.alloc(32, 7));
     expect(loadConfig({}).deploymentTimeoutMs).toBe(30 * 60_000);
+    expect(loadConfig({ KASGATE_REGISTRY_HOST: 'GitLab.example.com:5050' }).registryHost).toBe('gitlab.example.com:5050');
+    expect(loadConfig({}).registryHost).toBeUndefined();
     const timed = loadConfig({ KASGATE_GITLAB_URL: 'https://gitlab.example.com', KASGATE_GITLAB_TOKEN: 'glpat-x', KASGATE_GITLAB_TIMEOUT: '90s' });
     expect(timed.gitlab?.timeoutMs).toBe(90_000);
     expect(() => loadConfig({ KASGATE_GITLAB_TIMEOUT: 'soon' })).toThrow(/KASGATE_GITLAB_TIMEOUT: must be a duration/);

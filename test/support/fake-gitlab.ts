@@ -20,6 +20,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { FakeDeployTokens } from './fake-gitlab-deploy-tokens.js';
 import { FakeGitLabFiles } from './fake-gitlab-files.js';
 
 export interface FakeProject {
@@ -104,6 +105,8 @@ export class FakeGitLab {
   private readonly held = new Set<() => void>();
   private server: http.Server | undefined;
   private nextStatusId = 1;
+  /** Project and group deploy tokens (fake-gitlab-deploy-tokens.ts). */
+  readonly deployTokens = new FakeDeployTokens(this);
 
   constructor(options: { token?: string } = {}) {
     this.token = options.token ?? `glpat-${randomUUID()}`;

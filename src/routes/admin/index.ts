@@ -7,6 +7,7 @@ import { tokenRoutes } from './tokens.js';
 import { grantRoutes } from './grants.js';
 import { observeRoutes } from './observe.js';
 import { deploymentRoutes } from './deployments.js';
+import { credentialRoutes } from './credentials.js';
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
@@ -24,4 +25,5 @@ export const adminRoutes: FastifyPluginAsyncZod = async (app) => {
   await app.register(grantRoutes);
   await app.register(observeRoutes);
   await app.register(deploymentRoutes);
+  await app.register(credentialRoutes);
 };
