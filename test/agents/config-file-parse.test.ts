@@ -24,8 +24,7 @@ describe('the config file parser', () => {
       },
     });
     const bad = parseConfigFile('flux_access:\n  rotate: 1w\n  projects:\n    - id: acme/app\n      secret_name: Not_A_Name\n      namespaces: []\n', 'acme/cfg');
-    expect(bad.ok).toBe(false);
-    if (!bad.ok) expect(bad.error).toMatch(/flux_access\.rotate.*flux_access\.projects\.0\.secret_name/s);
+    expect(bad).toEqual({ ok: false, error: expect.stringMatching(/flux_access\.rotate.*flux_access\.projects\.0\.secret_name/s) });
   });
 
   test("GitLab's own keys are accepted and left out; an empty file is an empty config; other keys and shapes are errors", () => {
