@@ -21,7 +21,7 @@ import { installErrorHandling } from './http/errors.js';
 import { CloseCode, SUBPROTOCOL } from './protocol/kasgate-v1.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
-import { webhookRoutes } from './routes/webhooks.js';
+import { webhookRoutes, webhookSecuritySchemes } from './routes/webhooks.js';
 import { agentSocketRoutes } from './routes/agent-socket.js';
 import { adminRoutes } from './routes/admin/index.js';
 import { uiRoutes } from './ui/routes.js';
@@ -86,6 +86,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       components: {
         securitySchemes: {
           adminToken: { type: 'http', scheme: 'bearer', description: 'KASGATE_ADMIN_TOKEN' },
+          ...webhookSecuritySchemes,
         },
       },
       tags: [
