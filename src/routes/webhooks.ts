@@ -45,10 +45,8 @@ function admittingMore(schema: z.ZodType): z.ZodType {
 
 const optionalHeader = (description: string) => z.string().optional().describe(description);
 
+/** X-Gitlab-Token is the gitlabToken security scheme below (@fastify/swagger lists a scheme's header there, not here). */
 const GitLabHeaders = z.object({
-  'X-Gitlab-Token': optionalHeader(
-    "The hook's secret token: one of KASGATE_WEBHOOK_SECRETS. Required unless the delivery is signed (webhook-signature).",
-  ),
   'X-Gitlab-Event': optionalHeader(
     'The kind of hook: `Push Hook`, `Tag Push Hook`, `Pipeline Hook` or `System Hook` (then `event_name` in the body says which). ' +
       'Other kinds are answered 200 ignored. Without it, the body\'s `event_name` or `object_kind` decides.',
@@ -57,7 +55,7 @@ const GitLabHeaders = z.object({
     'The delivery key (1 to 255 characters) GitLab keeps across retries and resends: a second delivery with the same key stores nothing and answers `duplicate: true`.',
   ),
   'webhook-id': optionalHeader('Standard Webhooks message id: part of the signed content, and the delivery key when Idempotency-Key is absent.'),
-  'webhook-timestamp': optionalHeader('Standard Webhooks: seconds since the epoch; refused when too far from now.'),
+  'webhook-timestamp': optionalHeader('Standard Webhooks: seconds since the epoch; refused when more than 5 minutes from now.'),
   'webhook-signature': optionalHeader(
     'Standard Webhooks: space-separated `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` with one of KASGATE_WEBHOOK_SIGNING_KEYS (`whsec_…`).',
   ),
@@ -105,7 +103,8 @@ export const webhookSecuritySchemes = {
     type: 'apiKey',
     in: 'header',
     name: 'X-Gitlab-Token',
-    description: "A GitLab hook's secret token: one of KASGATE_WEBHOOK_SECRETS (or sign the delivery instead: webhook-signature)",
+    description:
+      "A GitLab hook's secret token: one of KASGATE_WEBHOOK_SECRETS. Not needed when the delivery carries a valid Standard Webhooks signature (webhook-signature)",
   },
   registrySecret: {
     type: 'apiKey',
