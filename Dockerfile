@@ -19,6 +19,7 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY migrations ./migrations
 COPY openapi ./openapi
+COPY docs/protocol.md ./docs/protocol.md
 # `kasgate agents list` and friends inside the container (kubectl exec): the same entry point.
 RUN mkdir -p /data && chown node:node /data \
  && printf '#!/bin/sh\nexec node /app/dist/main.js "$@"\n' > /usr/local/bin/kasgate \

@@ -21,8 +21,8 @@ import { installErrorHandling } from './http/errors.js';
 import { CloseCode, SUBPROTOCOL } from './protocol/kasgate-v1.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
-import { webhookRoutes } from './routes/webhooks.js';
-import { agentSocketRoutes } from './routes/agent-socket.js';
+import { webhookRoutes, webhookSecuritySchemes } from './routes/webhooks.js';
+import { agentSocketRoutes, protocolDocRoutes } from './routes/agent-socket.js';
 import { adminRoutes } from './routes/admin/index.js';
 import { uiRoutes } from './ui/routes.js';
 
@@ -86,6 +86,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       components: {
         securitySchemes: {
           adminToken: { type: 'http', scheme: 'bearer', description: 'KASGATE_ADMIN_TOKEN' },
+          agentToken: { type: 'http', scheme: 'bearer', description: 'An agent token (kgagent_…): kasgate agents create, kasgate tokens create' },
+          ...webhookSecuritySchemes,
         },
       },
       tags: [
@@ -124,6 +126,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(metricsRoutes);
   await app.register(webhookRoutes);
   await app.register(agentSocketRoutes);
+  await app.register(protocolDocRoutes);
   await app.register(adminRoutes, { prefix: '/api/v1' });
   await app.register(uiRoutes, { prefix: '/ui' });
   return app;

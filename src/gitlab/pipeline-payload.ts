@@ -12,7 +12,7 @@ import type { Arrived, ParsedEvents } from './push-payload.js';
 
 const Status = z.object({ object_attributes: z.object({ status: storableText(1, 64) }) });
 
-const PipelineBody = z.object({
+export const PipelineBody = z.object({
   object_attributes: z.object({
     id: z.number().int().positive(),
     ref: storableText(1, 1024),

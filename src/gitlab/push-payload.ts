@@ -9,7 +9,7 @@ import { HookProject, projectFields } from './hook-project.js';
 
 const ZERO_SHA = /^0+$/;
 
-const PushBody = z.object({
+export const PushBody = z.object({
   ref: storableText(1, 1024),
   before: storableSha.nullish(),
   after: storableSha,
@@ -60,7 +60,7 @@ export function parsePush(kind: 'push' | 'tag_push', body: unknown, arrived: Arr
  * Gitlab::DataBuilder::Repository.update (see gitlabhq doc/administration/system_hooks.md,
  * "Repository Update events"). It has no checkout_sha and no user_username.
  */
-const RepositoryUpdateBody = z.object({
+export const RepositoryUpdateBody = z.object({
   project_id: z.number().int().positive().nullish(),
   project: HookProject,
   changes: z.array(

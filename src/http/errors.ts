@@ -24,9 +24,32 @@ export const errorBody = (code: string, message: string): ErrorBody => ({ error:
 
 export const notFound = (what: string) => new HttpError(404, 'not_found', `${what} not found`);
 
-/** Response schemas for the error statuses a route can answer with. */
-export function errorResponses<S extends number>(...statuses: S[]): Record<S, typeof ErrorBody> {
-  return Object.fromEntries(statuses.map((s) => [s, ErrorBody])) as Record<S, typeof ErrorBody>;
+/**
+ * What each error status means, as the OpenAPI document says it. @fastify/swagger takes a response's
+ * description from its schema's description: success responses `.describe()` their schema in the
+ * route; error responses get theirs here (a route may say it in its own words: `[401, '…']`).
+ */
+export const ERROR_DESCRIPTIONS: Record<number, string> = {
+  400: 'The request is not valid: the message names the field at fault',
+  401: 'No valid token: the message says which one is expected',
+  404: 'Not found: the message says what',
+  409: 'Conflicts with what exists: the message says what',
+  413: 'The body is larger than the limit the message names',
+  415: 'The Content-Type is not one this route takes',
+  429: 'Too many attempts from this address; retry after the time the message names',
+  500: 'Internal error; the gateway log has the cause',
+  503: 'A dependency (the message names it) is unavailable, or this replica is draining; retry after Retry-After',
+};
+
+/** Response schemas for the error statuses a route can answer with, each with its description. */
+export function errorResponses<S extends number>(...statuses: (S | readonly [S, string])[]): Record<S, typeof ErrorBody> {
+  return Object.fromEntries(
+    statuses.map((entry) => {
+      const [status, description] = typeof entry === 'number' ? [entry, ERROR_DESCRIPTIONS[entry]] : entry;
+      if (description === undefined) throw new Error(`errorResponses: no description for status ${status}; pass [${status}, '…']`);
+      return [status, ErrorBody.describe(description)];
+    }),
+  ) as Record<S, typeof ErrorBody>;
 }
 
 /** Fastify's own client errors, by code, in the contract's words. */

@@ -14,7 +14,7 @@ import { firstIssue, storableSha, storableText } from '../events/storable.js';
 
 const Envelope = z.object({ events: z.array(z.unknown()).min(1) });
 
-const TaggedPush = z.object({
+export const TaggedPush = z.object({
   id: storableText(1, 255),
   action: z.literal('push'),
   target: z.object({

@@ -3,15 +3,18 @@
  * (a bad one gets HTTP 401 and no socket); then frames flow as DESIGN.md "Agent protocol" says.
  */
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { FastifySchemaCompiler } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { RawData, WebSocket } from 'ws';
+import { z } from 'zod';
 import { buildAccess, VISIBILITY_PUBLIC, type AgentAccess } from '../agents/access-rule.js';
 import type { AuthenticatedToken } from '../agents/token-store.js';
 import { isStoreUnavailable } from '../db/pool.js';
 import { stableJson } from '../agents/config-file/parse.js';
 import { AgentSession } from '../fanout/agent-session.js';
 import { replay, whileOpen } from '../fanout/replay.js';
-import { HttpError } from '../http/errors.js';
+import { errorResponses, HttpError } from '../http/errors.js';
 import {
   CloseCode,
   CONNECT_PATH,
@@ -27,6 +30,39 @@ declare module 'fastify' {
     agentAuth?: { token: AuthenticatedToken; access: AgentAccess };
   }
 }
+
+/** The frame reference (docs/protocol.md), served beside the socket; both src/ and dist/ are two levels below it. */
+export const PROTOCOL_DOC_PATH = '/agent/v1/protocol.md';
+const PROTOCOL_DOC = new URL('../../docs/protocol.md', import.meta.url);
+
+const closeCodes = [
+  [CloseCode.ReplicaShutdown, 'the replica is shutting down: reconnect now, to any replica'],
+  [CloseCode.SlowConsumer, 'the agent did not read its frames fast enough: reconnect and resume'],
+  [CloseCode.ProtocolViolation, 'repeated protocol violations, or a frame over the size limit'],
+  [CloseCode.Revoked, 'token revoked or agent deleted: do not reconnect with the same token'],
+  [CloseCode.HeartbeatMissed, 'no pong within two heartbeat intervals'],
+  [CloseCode.TooManyConnections, 'too many connections for this agent (KASGATE_MAX_CONNECTIONS_PER_AGENT)'],
+] as const;
+
+const connectDescription = [
+  `A WebSocket upgrade (RFC 6455) offering the subprotocol \`${SUBPROTOCOL}\` in \`Sec-WebSocket-Protocol\`, with an agent `,
+  'token as `Authorization: Bearer kgagent_…`. Both are checked before the upgrade: a refusal is an HTTP answer with the ',
+  'error body and no socket. After 101 the server sends `hello`, the agent `subscribe`s, and events flow as JSON text ',
+  `frames: see the frame reference at [${PROTOCOL_DOC_PATH}](${PROTOCOL_DOC_PATH}) (docs/protocol.md).\n\n`,
+  'Close codes:\n\n',
+  ...closeCodes.map(([code, meaning]) => `- \`${code}\`: ${meaning}\n`),
+].join('');
+
+/** Documented, never validated: the preValidation hook below checks these itself, in the contract's words. */
+const documentedOnly: FastifySchemaCompiler<unknown> = () => () => true;
+
+const ConnectHeaders = z.object({
+  Upgrade: z.literal('websocket').describe('WebSocket upgrade'),
+  Connection: z.string().describe('`Upgrade`'),
+  'Sec-WebSocket-Protocol': z.string().describe(`Must offer \`${SUBPROTOCOL}\` (the server answers with it)`),
+  'Sec-WebSocket-Version': z.literal('13'),
+  'Sec-WebSocket-Key': z.string().describe('Per RFC 6455'),
+});
 
 const bearer = (header: string | undefined) => /^Bearer\s+(\S+)$/i.exec(header ?? '')?.[1];
 
@@ -73,9 +109,47 @@ export const agentSocketRoutes: FastifyPluginAsyncZod = async (app) => {
     request.agentAuth = { token, access: buildAccess(token.agentId, token.configProject, token.grants, token.fluxAccess) };
   });
 
-  app.get(CONNECT_PATH, { websocket: true, schema: { hide: true } }, (socket, request) => {
-    const auth = request.agentAuth!;
-    openSession(ctx, socket, auth.token, auth.access, request.ip);
+  // @fastify/websocket hides every socket route from the OpenAPI document; this one is documented.
+  app.addHook('onRoute', (route) => {
+    if (route.url === CONNECT_PATH && route.websocket && route.schema) route.schema.hide = false;
+  });
+
+  app.get(
+    CONNECT_PATH,
+    {
+      websocket: true,
+      validatorCompiler: documentedOnly,
+      schema: {
+        tags: ['agents'],
+        summary: `The agent WebSocket (subprotocol ${SUBPROTOCOL})`,
+        description: connectDescription,
+        externalDocs: { description: `${SUBPROTOCOL} frame reference`, url: PROTOCOL_DOC_PATH },
+        security: [{ agentToken: [] }],
+        headers: ConnectHeaders,
+        response: {
+          101: z.null().describe(`Switching Protocols: the socket speaks ${SUBPROTOCOL}; the first frame is \`hello\``),
+          ...errorResponses(
+            [400, `unsupported_protocol: ${SUBPROTOCOL} is not among the offered subprotocols`],
+            [401, 'unauthorized: no agent token, or not a live one (revoked, agent deleted)'],
+            [429, 'too_many_auth_failures: too many failed authentications from this address (KASGATE_AUTH_FAILURES_PER_MINUTE)'],
+            [503, 'draining (this replica is shutting down: connect to another) or store_unavailable (retry later)'],
+          ),
+        },
+      },
+    },
+    (socket, request) => {
+      const auth = request.agentAuth!;
+      openSession(ctx, socket, auth.token, auth.access, request.ip);
+    },
+  );
+};
+
+/** GET /agent/v1/protocol.md: the frame reference the OpenAPI document links to (outside the socket's hooks). */
+export const protocolDocRoutes: FastifyPluginAsyncZod = async (app) => {
+  const protocolDoc = await readFile(PROTOCOL_DOC, 'utf8').catch(() => undefined);
+  app.get(PROTOCOL_DOC_PATH, { schema: { hide: true } }, async (_request, reply) => {
+    if (protocolDoc === undefined) throw new HttpError(404, 'not_found', 'the frame reference (docs/protocol.md) is not installed');
+    return reply.type('text/markdown; charset=utf-8').send(protocolDoc);
   });
 };
 

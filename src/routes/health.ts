@@ -13,7 +13,7 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['operations'],
         summary: 'Liveness: the process answers',
-        response: { 200: z.object({ status: z.literal('ok') }) },
+        response: { 200: z.object({ status: z.literal('ok') }).describe('The process answers') },
       },
     },
     async () => ({ status: 'ok' as const }),
@@ -25,7 +25,10 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['operations'],
         summary: 'Readiness: Postgres reachable and not draining (Redis is reported; its loss degrades, it does not stop ingest)',
-        response: { 200: Readiness, 503: Readiness },
+        response: {
+          200: Readiness.describe('Ready: PostgreSQL answers and the replica is not draining'),
+          503: Readiness.describe('Not ready: `checks` says what is wrong, in words'),
+        },
       },
     },
     async (_request, reply) => {

@@ -44,3 +44,12 @@ test('/docs renders the API reference', async () => {
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/text\/html/);
 });
+
+test('the frame reference the OpenAPI document links to is served, and is docs/protocol.md', async () => {
+  const served = (await (await fetch(`${gw.url}/openapi.json`)).json()) as { paths: Record<string, { get: { externalDocs: { url: string } } }> };
+  const link = served.paths['/agent/v1/connect']!.get.externalDocs.url;
+  const res = await fetch(new URL(link, gw.url));
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/markdown/);
+  expect(await res.text()).toBe(await readFile(new URL('../../docs/protocol.md', import.meta.url), 'utf8'));
+});

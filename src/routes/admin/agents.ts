@@ -23,7 +23,10 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Register an agent; its first token is in the answer, shown this once',
         security,
         body: z.object({ name: AgentName, configProject: ProjectPath, config: AgentConfig.optional() }),
-        response: { 201: z.object({ agent: Agent, token: IssuedToken }), ...errorResponses(400, 401, 409) },
+        response: {
+          201: z.object({ agent: Agent, token: IssuedToken }).describe('Registered: the agent, and its first token with the secret shown this once'),
+          ...errorResponses(400, 401, [409, 'An agent of that name exists']),
+        },
       },
     },
     async (request, reply) => {
@@ -70,7 +73,12 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
           limit: z.coerce.number().int().min(1).max(500).default(50),
           cursor: z.string().max(1024).optional().meta({ description: 'nextCursor of the previous page' }),
         }),
-        response: { 200: z.object({ agents: z.array(Agent), nextCursor: z.string().nullable() }), ...errorResponses(400, 401) },
+        response: {
+          200: z
+            .object({ agents: z.array(Agent), nextCursor: z.string().nullable() })
+            .describe('A page of agents by name; `nextCursor` is null on the last page'),
+          ...errorResponses(400, 401),
+        },
       },
     },
     async (request) => {
@@ -89,7 +97,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'One agent',
         security,
         params: AgentIdParams,
-        response: { 200: Agent, ...errorResponses(401, 404) },
+        response: { 200: Agent.describe('The agent'), ...errorResponses(401, 404) },
       },
     },
     async (request) => {
@@ -108,7 +116,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
         security,
         params: AgentIdParams,
         body: z.object({ config: AgentConfig.optional(), configProject: ProjectPath.optional() }),
-        response: { 200: Agent, ...errorResponses(400, 401, 404) },
+        response: { 200: Agent.describe('The agent as changed'), ...errorResponses(400, 401, 404) },
       },
     },
     async (request) => {
@@ -133,7 +141,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Delete an agent: its tokens stop working and its sockets close with 4401 on every replica',
         security,
         params: AgentIdParams,
-        response: { 204: z.null(), ...errorResponses(401, 404) },
+        response: { 204: z.null().describe('Deleted'), ...errorResponses(401, 404) },
       },
     },
     async (request, reply) => {

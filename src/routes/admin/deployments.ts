@@ -77,7 +77,10 @@ export const deploymentRoutes: FastifyPluginAsyncZod = async (app) => {
           '`truncated`: the agent has more objects than it may report, or the gateway refused some (KASGATE_MAX_STATUS_OBJECTS).',
         security,
         params: AgentIdParams,
-        response: { 200: z.object({ objects: z.array(ClusterObject), truncated: z.boolean() }), ...errorResponses(401, 404) },
+        response: {
+          200: z.object({ objects: z.array(ClusterObject), truncated: z.boolean() }).describe("The agent's Flux objects"),
+          ...errorResponses(401, 404),
+        },
       },
     },
     async (request) => {
@@ -95,7 +98,7 @@ export const deploymentRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'One event: the agents it was delivered to, and its deployments with their timelines',
         security,
         params: z.object({ id: EventId }),
-        response: { 200: EventDetail, ...errorResponses(400, 401, 404) },
+        response: { 200: EventDetail.describe('The event, its deliveries and its deployments'), ...errorResponses(400, 401, 404) },
       },
     },
     async (request) => {

@@ -18,7 +18,7 @@ export const grantRoutes: FastifyPluginAsyncZod = async (app) => {
         security,
         params: AgentIdParams,
         body: Grants,
-        response: { 200: Grants, ...errorResponses(400, 401, 404) },
+        response: { 200: Grants.describe('The grants as stored'), ...errorResponses(400, 401, 404) },
       },
     },
     async (request) => {
@@ -37,7 +37,7 @@ export const grantRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "The agent's grants",
         security,
         params: AgentIdParams,
-        response: { 200: Grants, ...errorResponses(401, 404) },
+        response: { 200: Grants.describe("The agent's grants"), ...errorResponses(401, 404) },
       },
     },
     async (request) => {

@@ -98,7 +98,7 @@ export const observeRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ['observe'],
         summary: 'Live agent connections on every replica',
         security,
-        response: { 200: Connections, ...errorResponses(401) },
+        response: { 200: Connections.describe('Every live agent connection'), ...errorResponses(401) },
       },
     },
     async () => ({ connections: await ctx.presence.list() }),
@@ -112,7 +112,7 @@ export const observeRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "The agent's live connections on every replica",
         security,
         params: AgentIdParams,
-        response: { 200: Connections, ...errorResponses(401, 404) },
+        response: { 200: Connections.describe("The agent's live connections"), ...errorResponses(401, 404) },
       },
     },
     async (request) => {
@@ -129,7 +129,7 @@ export const observeRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'A project by numeric id or path (plain or URL-encoded): last known state, and who watches it',
         security,
         params: z.object({ '*': z.string().min(1).max(1024) }),
-        response: { 200: ProjectView, ...errorResponses(400, 401, 404) },
+        response: { 200: ProjectView.describe('The project as last seen, and the connections watching it'), ...errorResponses(400, 401, 404) },
       },
     },
     async (request) => {
@@ -165,7 +165,9 @@ export const observeRoutes: FastifyPluginAsyncZod = async (app) => {
           limit: z.coerce.number().int().min(1).max(1000).default(100),
         }),
         response: {
-          200: z.object({ events: z.array(LoggedEvent), nextAfter: z.string().nullable() }),
+          200: z
+            .object({ events: z.array(LoggedEvent), nextAfter: z.string().nullable() })
+            .describe('A page of events, oldest first; `nextAfter` is null when the page was not full'),
           ...errorResponses(400, 401),
         },
       },

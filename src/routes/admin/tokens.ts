@@ -18,7 +18,7 @@ export const tokenRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Issue another token for the agent (for rotation); shown this once',
         security,
         params: AgentIdParams,
-        response: { 201: IssuedToken, ...errorResponses(401, 404) },
+        response: { 201: IssuedToken.describe('The new token, its secret shown this once'), ...errorResponses(401, 404) },
       },
     },
     async (request, reply) => {
@@ -36,7 +36,7 @@ export const tokenRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "The agent's tokens (never the secrets)",
         security,
         params: AgentIdParams,
-        response: { 200: z.object({ tokens: z.array(TokenInfo) }), ...errorResponses(401, 404) },
+        response: { 200: z.object({ tokens: z.array(TokenInfo) }).describe("The agent's tokens, without their secrets"), ...errorResponses(401, 404) },
       },
     },
     async (request) => {
@@ -53,7 +53,7 @@ export const tokenRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Revoke a token: every socket using it closes with 4401 on every replica',
         security,
         params: AgentIdParams.extend({ tokenId: z.string() }),
-        response: { 200: TokenInfo, ...errorResponses(401, 404) },
+        response: { 200: TokenInfo.describe('The token, revoked (revoking it again changes nothing)'), ...errorResponses(401, 404) },
       },
     },
     async (request) => {
