@@ -72,7 +72,7 @@ export const credentialRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Flux's deploy tokens made from the agent's flux_access: state, expiry, revocation (never the secret)",
         security,
         params: AgentIdParams,
-        response: { 200: FluxCredentials, ...errorResponses(401, 404) },
+        response: { 200: FluxCredentials.describe("The agent's deploy tokens for Flux, without their secrets"), ...errorResponses(401, 404) },
       },
     },
     async (request) => {
