@@ -42,7 +42,7 @@ import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
 import { createClusterState, type ClusterState } from './cluster/cluster-state.js';
 import { createFluxAccessStore, type FluxAccessStore } from './agents/config-file/flux-access-store.js';
 import { startCredentials, type Credentials } from './credentials/credentials.js';
-import { startConfigRefresher, type ConfigRefresher } from './agents/config-file/refresher.js';
+import { forgetConfigFiles, startConfigRefresher, type ConfigRefresher } from './agents/config-file/refresher.js';
 import { createProjectVisibility, type ProjectVisibility } from './gitlab/project-visibility.js';
 
 export interface AppContext {
@@ -357,6 +357,8 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
         registrationWaitMs: Math.min(config.gitlab!.timeoutMs, 3000),
       });
       closers.push(() => configFiles!.stop());
+    } else {
+      await forgetConfigFiles(pool, log);
     }
     const projectVisibility = gitlabApi ? createProjectVisibility({ api: gitlabApi, log, waitMs: 800 }) : undefined;
     // Control messages may have been lost while the bus was away: re-check access and tokens now.

@@ -6,7 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import { useGateway, useReplicaPair, type TestGateway } from '../support/gateway.js';
+import { startGateway, useGateway, useReplicaPair, type TestGateway } from '../support/gateway.js';
 import { useFakeGitLab } from '../support/use-fake-gitlab.js';
 import { connectAgent, eventually, type TestAgent } from '../support/agent-client.js';
 import { nextProjectId, pushBody } from '../support/fixtures.js';
@@ -380,5 +380,32 @@ describe('the periodic read, across two replicas', () => {
     expect(reads).toBeGreaterThanOrEqual(3);
     expect(reads).toBeLessThanOrEqual(5);
     await agent.close();
+  });
+});
+
+describe('GitLab taken out of the configuration', () => {
+  const fake = useFakeGitLab();
+  const gw = useGateway({ env: fake.env({ KASGATE_CONFIG_REFRESH: '1h' }) });
+
+  test("a replica started without KASGATE_GITLAB_URL/TOKEN stops counting the files' keys and flux_access grants", async () => {
+    const name = `off-${uniq()}`;
+    const cfg = configProject(fake.gitlab, name, undefined);
+    const app = `${cfg.top}/apps/app`;
+    cfg.put(`flux:\n  webhook_receiver_url: http://receiver/hook/x\nflux_access:\n  projects:\n    - id: ${app}\n      secret_name: app-git\n      namespaces: [apps]\n`);
+    const created = await gw.createAgent(name, cfg.project.path);
+    expect((await getAgent(gw, created.id)).config).toEqual({ flux: { webhookReceiverUrl: 'http://receiver/hook/x' } });
+
+    // The same deployment (schema, Redis prefix), started without the GitLab API.
+    const withoutGitLab = await startGateway({ peer: gw });
+    try {
+      const seen = await getAgent(withoutGitLab, created.id);
+      expect(seen).toMatchObject({ config: {}, configSource: null, configError: null });
+      expect(await withoutGitLab.ctx.fluxAccess.fluxAccessOf(created.id)).toBeUndefined();
+      const agent = await connectAgent(withoutGitLab.wsUrl, created.token);
+      expect((await agent.subscribe([app])).projects[0]!.access).toBe('unverified');
+      await agent.close();
+    } finally {
+      await withoutGitLab.close();
+    }
   });
 });

@@ -242,3 +242,21 @@ export function startConfigRefresher(deps: ConfigRefresherDeps) {
 }
 
 export type ConfigRefresher = ReturnType<typeof startConfigRefresher>;
+
+/**
+ * Without the GitLab API the config file is off ("Without them all of this is off", DESIGN.md
+ * "GitLab API"): what earlier reads stored (the file's keys, its flux_access grants, its source
+ * and error) stops counting, rather than staying in force with nothing to keep it current.
+ */
+export async function forgetConfigFiles(pool: pg.Pool, log: Logger): Promise<void> {
+  const { rows } = await pool.query<{ id: string }>(
+    `UPDATE agents
+        SET config_file = NULL, flux_access = NULL, config_source = NULL, config_error = NULL,
+            config_read_at = NULL, config_next_read_at = NULL
+      WHERE config_file IS NOT NULL OR flux_access IS NOT NULL OR config_source IS NOT NULL OR config_error IS NOT NULL
+      RETURNING id`,
+  );
+  if (rows.length > 0) {
+    log.warn({ agents: rows.length }, 'KASGATE_GITLAB_URL/KASGATE_GITLAB_TOKEN not set: the agents\' config files, and the flux_access grants they made, no longer count');
+  }
+}
