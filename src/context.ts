@@ -183,7 +183,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
 
     const secrets = embedded
       ? await resolveSecrets(config, log)
-      : { adminToken: config.adminToken!, webhookSecrets: config.webhookSecrets };
+      : { adminToken: config.adminToken!, webhookSecrets: config.webhookSecrets, encryptionKey: config.encryptionKey };
 
     let redis: RedisConnections | undefined;
     let bus: Bus;
@@ -333,7 +333,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       agents,
       bus,
       localSessions: (agentId) => hub.localSessions(agentId),
-      encryptionKey: config.encryptionKey,
+      encryptionKey: secrets.encryptionKey,
       registryHost: config.registryHost,
       replicaId: config.replicaId,
       leaseMs: 3 * (config.gitlab?.timeoutMs ?? 10_000) + 5000,
