@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { parseConfigFile } from '../../src/agents/config-file/parse.js';
 import { loadConfig } from '../../src/config.js';
 import { connectAgent } from '../support/agent-client.js';
 import { spawnKasgate, type KasgateProcess } from '../support/kasgate-process.js';
@@ -278,6 +279,13 @@ describe('the cluster commands, against the manifests they apply', () => {
     expect(feeding.secret_name).toBe(repo.spec.secretRef.name);
     expect(feeding.namespaces).toContain(repo.metadata.namespace);
     expect(DOC).toContain('`.gitlab/agents/prod/config.yaml`');
+    // The gateway's own reader takes the file as it stands, refusing nothing.
+    const parsed = parseConfigFile(yamlBlocks[0]!.text, 'platform/prod');
+    expect(parsed).toMatchObject({ ok: true, file: { refused: [], fluxAccess: { rotateSeconds: 90 * 86_400 } } });
+    expect(parsed.ok && parsed.file.fluxAccess?.entries.map((e) => `${e.kind} ${e.path} ${e.secretName}`)).toEqual([
+      'project platform/prod prod-git',
+      'group platform/apps apps-git',
+    ]);
   });
 });
 
