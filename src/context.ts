@@ -338,6 +338,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       replicaId: config.replicaId,
       leaseMs: 3 * (config.gitlab?.timeoutMs ?? 10_000) + 5000,
       log,
+      metrics,
     });
     closers.push(() => credentials.stop());
     bus.onMessage((message) => {

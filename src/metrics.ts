@@ -119,6 +119,12 @@ export function createMetrics() {
       labelNames: ['method', 'status'] as const,
       registers,
     }),
+    deployTokens: new Counter({
+      name: 'kasgate_deploy_tokens_total',
+      help: "Flux's deploy tokens by what happened to them: created (on GitLab), applied (by the agent), failed (the agent could not write the Secret), revoked (on GitLab)",
+      labelNames: ['event'] as const,
+      registers,
+    }),
     configFileReads: new Counter({
       name: 'kasgate_config_file_reads_total',
       help: "Reads of agents' config files by outcome: ok, invalid (bad YAML, unknown key...), missing, unavailable (GitLab's trouble)",

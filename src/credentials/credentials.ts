@@ -28,6 +28,7 @@ import type { Bus } from '../fanout/bus.js';
 import type { AgentSession } from '../fanout/agent-session.js';
 import { backoffMs, type GitLabApi } from '../gitlab/api/client.js';
 import { createDeployToken, revokeDeployToken } from '../gitlab/api/deploy-tokens.js';
+import type { Metrics } from '../metrics.js';
 import { sleep } from '../gitlab/api/rate-limiter.js';
 import type { CredentialsAppliedFrame, CredentialsFailedFrame, CredentialsFrame } from '../protocol/kasgate-v1.js';
 import { createCredentialStore, type CredentialKind, type CredentialRow, type CredentialStore } from './credential-store.js';
@@ -49,6 +50,7 @@ export interface CredentialsOptions {
   replicaId: string;
   leaseMs: number;
   log: Logger;
+  metrics: Pick<Metrics, 'deployTokens'>;
   pollMs?: number;
   /** How often every agent with flux_access is looked at even if nothing asked (default 10 min). */
   recheckMs?: number;
@@ -117,6 +119,7 @@ export function startCredentials(options: CredentialsOptions) {
       await revokeDeployToken(api!, { kind: entry.kind, path: entry.path }, made.id).catch(() => {});
       throw err;
     }
+    options.metrics.deployTokens.inc({ event: 'created' });
     log.info({ agentId, credentialId: id, [entry.kind]: entry.path, secretName: entry.secretName, deployTokenId: made.id, expiresAt }, 'deploy token made for Flux');
   }
 
@@ -184,6 +187,7 @@ export function startCredentials(options: CredentialsOptions) {
         await store.extendLease(agentId, replicaId, options.leaseMs);
         await revokeDeployToken(api!, { kind: row.target_kind, path: row.target_path }, Number(row.gitlab_token_id));
         await store.markRevoked(row.id);
+        options.metrics.deployTokens.inc({ event: 'revoked' });
         log.info({ agentId, credentialId: row.id, deployTokenId: row.gitlab_token_id, reason: row.revoke_reason }, 'deploy token revoked');
       } catch (err) {
         await store.setError(row.id, `revoking: ${(err as Error).message}`).catch(() => {});
@@ -324,11 +328,13 @@ export function startCredentials(options: CredentialsOptions) {
       if (!api || !/^[0-9a-f-]{36}$/i.test(frame.id)) return;
       if (frame.type === 'credentials_applied') {
         if (await store.markApplied(agentId, frame.id)) {
+          options.metrics.deployTokens.inc({ event: 'applied' });
           log.info({ agentId, credentialId: frame.id }, 'Flux credentials applied by the agent');
           // Tokens it replaces may now be revoked.
           await schedule(agentId);
         }
       } else if (await store.markFailed(agentId, frame.id, frame.message, resendMs)) {
+        options.metrics.deployTokens.inc({ event: 'failed' });
         log.warn({ agentId, credentialId: frame.id, err: frame.message }, 'the agent could not apply Flux credentials; sent again later');
       }
     },

@@ -12,6 +12,7 @@ import { useFakeGitLab } from '../support/use-fake-gitlab.js';
 import { connectAgent, eventually } from '../support/agent-client.js';
 import { databaseUrl, queryInSchema } from '../support/isolation.js';
 import type { CredentialsFrame } from '../../src/protocol/kasgate-v1.js';
+import { metric } from '../deployments/support.js';
 import { credentialsOf, encryptionKey, isCredentials, projectEntry, setFluxAccess } from './support.js';
 
 const DAY = 86_400;
@@ -116,6 +117,11 @@ describe('deploy tokens for Flux', () => {
     project('acme/rotating');
     const agent = await gw.createAgent('rotating', 'acme/config');
     const socket = await connectAgent(gw.wsUrl, agent.token);
+    const counted = async () =>
+      Object.fromEntries(
+        await Promise.all(['created', 'applied', 'revoked'].map(async (e) => [e, await metric(gw, new RegExp(`^kasgate_deploy_tokens_total\\{event="${e}"\\}`))] as const)),
+      );
+    const countedBefore = await counted();
     await setFluxAccess(gw, agent.id, { rotateSeconds: 6, entries: [projectEntry('acme/rotating', 'rot-git')] });
     const first = await socket.waitFor(isCredentials, 10_000);
     const firstMadeAt = Date.now();
@@ -138,6 +144,11 @@ describe('deploy tokens for Flux', () => {
     expect(fake.gitlab.deployTokens.works(second.password)).toBe(true);
     expect(shown.credentials.find((c) => c.id === first.id)!.revokedAt).not.toBeNull();
     expect(shown.credentials.find((c) => c.id === second.id)).toMatchObject({ state: 'applied', revokedAt: null });
+    // What an operator's dashboard sees of it (the earlier tests' agents may still be revoking in the background).
+    const countedAfter = await counted();
+    expect(countedAfter.created! - countedBefore.created!).toBe(2);
+    expect(countedAfter.applied! - countedBefore.applied!).toBe(2);
+    expect(countedAfter.revoked! - countedBefore.revoked!).toBeGreaterThanOrEqual(1);
     await setFluxAccess(gw, agent.id, null);
     await socket.close();
   });
