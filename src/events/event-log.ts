@@ -31,6 +31,8 @@ export type LoggedEvent = StoredEvent & {
 };
 
 const MAX_BATCH = 256;
+/** Group commits in flight per replica: the second one's WAL flush overlaps the first one's. */
+const APPENDS_IN_FLIGHT = 2;
 const MAX_BIGINT = 2n ** 63n - 1n;
 
 /** Event ids are bigints: a cursor past the largest one has nothing after it (and would not fit a query). */
@@ -203,7 +205,7 @@ export function createEventLog(
     };
   }
 
-  const committer = createGroupCommit(writeBatch, MAX_BATCH);
+  const committer = createGroupCommit(writeBatch, MAX_BATCH, APPENDS_IN_FLIGHT);
 
   /**
    * The log's horizon (migrations/1764400000000_overlapping_appends.sql): every id up to it is
