@@ -122,11 +122,14 @@ BEGIN
     -- Projects, one row each, locked in id order (two overlapping batches never deadlock), and
     -- only moved forward: a batch that commits after a later one leaves the later one's fields.
     PERFORM 1 FROM projects p WHERE p.id = ANY (touched) ORDER BY p.id FOR UPDATE;
+    -- (From the batch, not from the rows just inserted: no plan that may scan the log.)
     INSERT INTO projects AS p (id, path, visibility, default_branch, last_event_id, updated_at)
-    SELECT DISTINCT ON (e.project_id) e.project_id, e.project_path, e.visibility, e.default_branch, e.id, now()
-    FROM push_events e
-    WHERE e.id = ANY (stored) AND e.source IS DISTINCT FROM 'registry'
-    ORDER BY e.project_id, e.id DESC
+    SELECT DISTINCT ON (x.project_id) x.project_id, x.project_path, x.visibility, x.default_branch, a.id, now()
+    FROM jsonb_to_recordset(batch) AS x(ord integer, source text, project_id bigint, project_path text,
+                                        visibility smallint, default_branch text)
+    JOIN unnest(fresh, ids) AS a(ord, id) ON a.ord = x.ord
+    WHERE a.id = ANY (stored) AND x.source IS DISTINCT FROM 'registry'
+    ORDER BY x.project_id, a.id DESC
     ON CONFLICT (id) DO UPDATE
       SET path = excluded.path, visibility = excluded.visibility, default_branch = excluded.default_branch,
           last_event_id = excluded.last_event_id, updated_at = excluded.updated_at
@@ -134,8 +137,10 @@ BEGIN
     -- A registry event's project fields were read from the project's row: they say nothing new.
     IF registry THEN
       UPDATE projects p SET last_event_id = r.last_id, updated_at = now()
-      FROM (SELECT e.project_id, max(e.id) AS last_id FROM push_events e
-            WHERE e.id = ANY (stored) AND e.source = 'registry' GROUP BY e.project_id) AS r
+      FROM (SELECT x.project_id, max(a.id) AS last_id
+            FROM jsonb_to_recordset(batch) AS x(ord integer, source text, project_id bigint)
+            JOIN unnest(fresh, ids) AS a(ord, id) ON a.ord = x.ord
+            WHERE a.id = ANY (stored) AND x.source = 'registry' GROUP BY x.project_id) AS r
       WHERE p.id = r.project_id AND (p.last_event_id IS NULL OR p.last_event_id < r.last_id);
     END IF;
   END IF;
