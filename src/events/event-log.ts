@@ -31,8 +31,12 @@ export type LoggedEvent = StoredEvent & {
 };
 
 const MAX_BATCH = 256;
-/** Group commits in flight per replica: the second one's WAL flush overlaps the first one's. */
-const APPENDS_IN_FLIGHT = 2;
+/**
+ * Group commits in flight per replica. Appends may overlap now, but on the 2-core bench machine
+ * two in flight halved the batches (15 → 8 events), cost more commits per event and lost
+ * throughput and p99 (bench/README.md, issue 16); one it is. Other replicas' batches overlap.
+ */
+const APPENDS_IN_FLIGHT = 1;
 const MAX_BIGINT = 2n ** 63n - 1n;
 
 /** Event ids are bigints: a cursor past the largest one has nothing after it (and would not fit a query). */
