@@ -226,9 +226,12 @@ export function createEventLog(
     const batch = deliveries;
     deliveries = new Map();
     try {
+      // Rows locked in id order first: two replicas counting the same events never deadlock.
       await pool.query(
-        `UPDATE push_events e SET delivered_count = e.delivered_count + d.n
-         FROM unnest($1::bigint[], $2::int[]) AS d(id, n) WHERE e.id = d.id`,
+        `WITH d AS (SELECT * FROM unnest($1::bigint[], $2::int[]) AS d(id, n)),
+         locked AS (SELECT e.id FROM push_events e JOIN d ON e.id = d.id ORDER BY e.id FOR UPDATE OF e)
+         UPDATE push_events e SET delivered_count = e.delivered_count + d.n
+         FROM d WHERE e.id = d.id AND e.id IN (SELECT id FROM locked)`,
         [[...batch.keys()], [...batch.values()]],
       );
     } catch (err) {
