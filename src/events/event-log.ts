@@ -15,7 +15,10 @@ export interface AppendResult {
   duplicate: boolean;
 }
 
-/** New events of one committed batch, and the highest id that preceded them in the log. */
+/**
+ * New events of one committed batch, and the id just below the first one it drew: every id up
+ * to `prevId` belongs to batches drawn before it (which may commit after it: appends overlap).
+ */
 export interface AppendedBatch {
   prevId: string;
   events: StoredEvent[];
@@ -28,6 +31,12 @@ export type LoggedEvent = StoredEvent & {
 };
 
 const MAX_BATCH = 256;
+/**
+ * Group commits in flight per replica. Appends may overlap now, but on the 2-core bench machine
+ * two in flight halved the batches (15 → 8 events), cost more commits per event and lost
+ * throughput and p99 (bench/README.md, issue 16); one it is. Other replicas' batches overlap.
+ */
+const APPENDS_IN_FLIGHT = 1;
 const MAX_BIGINT = 2n ** 63n - 1n;
 
 /** Event ids are bigints: a cursor past the largest one has nothing after it (and would not fit a query). */
@@ -200,7 +209,16 @@ export function createEventLog(
     };
   }
 
-  const committer = createGroupCommit(writeBatch, MAX_BATCH);
+  const committer = createGroupCommit(writeBatch, MAX_BATCH, APPENDS_IN_FLIGHT);
+
+  /**
+   * The log's horizon (migrations/1764400000000_overlapping_appends.sql): every id up to it is
+   * final. Read in its own statement, before the rows, so that the rows' snapshot is newer.
+   */
+  async function readHorizon(): Promise<string> {
+    const { rows } = await pool.query<{ horizon: string }>('SELECT push_events_horizon() AS horizon');
+    return rows[0]!.horizon;
+  }
 
   let deliveries = new Map<string, number>();
   async function flushDeliveries(): Promise<void> {
@@ -208,9 +226,12 @@ export function createEventLog(
     const batch = deliveries;
     deliveries = new Map();
     try {
+      // Rows locked in id order first: two replicas counting the same events never deadlock.
       await pool.query(
-        `UPDATE push_events e SET delivered_count = e.delivered_count + d.n
-         FROM unnest($1::bigint[], $2::int[]) AS d(id, n) WHERE e.id = d.id`,
+        `WITH d AS (SELECT * FROM unnest($1::bigint[], $2::int[]) AS d(id, n)),
+         locked AS (SELECT e.id FROM push_events e JOIN d ON e.id = d.id ORDER BY e.id FOR UPDATE OF e)
+         UPDATE push_events e SET delivered_count = e.delivered_count + d.n
+         FROM d WHERE e.id = d.id AND e.id IN (SELECT id FROM locked)`,
         [[...batch.keys()], [...batch.values()]],
       );
     } catch (err) {
@@ -236,32 +257,39 @@ export function createEventLog(
       return { result: submission.result.then((results) => results[0]!), cancel: submission.cancel };
     },
 
-    /** Events after `afterId` in id order, optionally only of the given (lower-cased) project paths. */
+    /**
+     * Events after `afterId` in id order, optionally only of the given (lower-cased) project paths,
+     * up to the log's horizon: never an event while one below it may still commit (appends overlap).
+     */
     async readAfter(afterId: string, limit: number, projects?: string[]): Promise<StoredEvent[]> {
       if (beyondAnyId(afterId)) return [];
+      const horizon = await readHorizon();
+      if (BigInt(horizon) <= BigInt(afterId)) return [];
       const { rows } = projects
         ? await pool.query<EventRow>(
             `SELECT ${EVENT_COLUMNS} FROM push_events
-             WHERE id > $1 AND lower(project_path) = ANY($2::text[]) ORDER BY id LIMIT $3`,
-            [afterId, projects, limit],
+             WHERE id > $1 AND id <= $4 AND lower(project_path) = ANY($2::text[]) ORDER BY id LIMIT $3`,
+            [afterId, projects, limit, horizon],
           )
-        : await pool.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM push_events WHERE id > $1 ORDER BY id LIMIT $2`, [
+        : await pool.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM push_events WHERE id > $1 AND id <= $3 ORDER BY id LIMIT $2`, [
             afterId,
             limit,
+            horizon,
           ]);
       return rows.map(toStoredEvent);
     },
 
-    /** The admin view of the log. `project` is a path (any case) or a numeric project id. */
+    /** The admin view of the log, up to its horizon. `project` is a path (any case) or a numeric project id. */
     async list(filter: { project?: string; after?: string; limit: number }): Promise<LoggedEvent[]> {
       if (filter.after !== undefined && beyondAnyId(filter.after)) return [];
       const byId = filter.project !== undefined && /^\d{1,18}$/.test(filter.project);
+      const horizon = await readHorizon();
       const { rows } = await pool.query<EventRow & { user_username: string | null; delivered_count: number }>(
         `SELECT ${EVENT_COLUMNS}, user_username, delivered_count FROM push_events
-         WHERE id > $1
+         WHERE id > $1 AND id <= $4
            AND ($2::text IS NULL OR ${byId ? 'project_id = $2::bigint' : 'lower(project_path) = lower($2)'})
          ORDER BY id LIMIT $3`,
-        [filter.after ?? '0', filter.project ?? null, filter.limit],
+        [filter.after ?? '0', filter.project ?? null, filter.limit, horizon],
       );
       return rows.map((row) => ({
         ...toStoredEvent(row),
@@ -280,8 +308,11 @@ export function createEventLog(
       return row && { ...toStoredEvent(row), userUsername: row.user_username, deliveredCount: row.delivered_count };
     },
 
+    /** The highest id at or below the horizon: every id up to it is final (stored, or never will be). */
     async highestId(): Promise<string> {
-      const { rows } = await pool.query<{ max: string | null }>('SELECT max(id) AS max FROM push_events');
+      const { rows } = await pool.query<{ max: string | null }>(
+        'SELECT LEAST(COALESCE((SELECT max(id) FROM push_events), 0), push_events_horizon()) AS max',
+      );
       return rows[0]?.max ?? '0';
     },
 

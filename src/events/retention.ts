@@ -1,6 +1,7 @@
 /**
  * Retention: deletes events older than the window, a bounded batch per statement, skipping rows
- * other replicas are deleting. It never takes the append lock, so ingest never waits on it.
+ * other replicas are deleting, and only up to the log's horizon (pruned_through never passes an
+ * event that may still commit). It never takes the append's draw lock but for the horizon's instant.
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -13,6 +14,7 @@ export async function pruneEvents(pool: pg.Pool, retentionMs: number): Promise<n
     const { rows } = await pool.query<{ deleted: string; max_id: string | null }>(
       `WITH doomed AS (
          SELECT id FROM push_events WHERE received_at < now() - make_interval(secs => $1::double precision / 1000)
+           AND id <= (SELECT push_events_horizon())
          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
        ), gone AS (
          DELETE FROM push_events e USING doomed WHERE e.id = doomed.id RETURNING e.id

@@ -1,9 +1,12 @@
 /**
  * The dispatcher hands every event to the local hub exactly once per replica, in id order.
- * Doorbells say which events were appended and which id preceded them; when that id is past
- * what this replica dispatched, something was missed, and it is read from Postgres first. The
- * same catch-up runs when the bus reconnects and on a slow periodic sweep. It never moves past
- * an id it has not read, so a failed read only delays delivery until the next attempt.
+ * Doorbells say which events were appended and the id just below their batch's first one. Appends
+ * overlap, so a batch may commit (and ring) before one that drew lower ids: its doorbell is parked
+ * until everything below it is dispatched. When the missing doorbell does not come within a
+ * moment (lost, or its batch rolled back), the gap is read from Postgres, which never returns an
+ * event while a lower one may still commit (the log's horizon). The same catch-up runs when the
+ * bus reconnects and on a slow periodic sweep. It never moves past an id it has not read, so a
+ * failed read only delays delivery until the next attempt.
  */
 import type { Logger } from 'pino';
 import type { EventLog } from '../events/event-log.js';
@@ -18,6 +21,12 @@ const CATCH_UP_PAGE = 1000;
  * event is in the log a moment before its doorbell is, and reading it twice would be waste.
  */
 const SWEEP_GRACE_MS = 500;
+/** How long a parked doorbell waits for the ones below it before the gap is read from the log. */
+const PARKED_GRACE_MS = 20;
+/** Parked doorbells beyond this many are dropped and read from the log instead. */
+const MAX_PARKED = 1000;
+
+type EventsMessage = Extract<BusMessage, { type: 'events' }>;
 
 export interface DispatcherDeps {
   events: Pick<EventLog, 'readAfter' | 'highestId'>;
@@ -59,12 +68,53 @@ export async function startDispatcher(deps: DispatcherDeps) {
     return total;
   }
 
-  function onEvents(message: Extract<BusMessage, { type: 'events' }>): Promise<void> {
-    return serially(async () => {
+  /** Doorbells whose batch drew ids above a gap not dispatched yet, by their prevId. */
+  const parked = new Map<bigint, EventsMessage>();
+  let parkedTimer: NodeJS.Timeout | undefined;
+
+  function deliver(message: EventsMessage): void {
+    for (const event of message.events) if (BigInt(event.id) > highest) dispatch(event, message.storedAt);
+  }
+
+  /** Delivers the parked doorbells that are now contiguous, and forgets those already covered. */
+  function drainParked(): void {
+    for (let progressed = true; progressed; ) {
+      progressed = false;
+      for (const [prevId, message] of parked) {
+        if (BigInt(message.events.at(-1)!.id) <= highest) parked.delete(prevId);
+        else if (prevId <= highest) {
+          parked.delete(prevId);
+          deliver(message);
+          progressed = true;
+        }
+      }
+    }
+    if (parked.size > 0) parkedTimer ??= setTimeout(readParkedGap, PARKED_GRACE_MS).unref();
+  }
+
+  function readParkedGap(): void {
+    parkedTimer = undefined;
+    void serially(async () => {
+      if (parked.size === 0) return;
+      await catchUp('gap');
+      drainParked();
+    });
+  }
+
+  function onEvents(message: EventsMessage): Promise<void> {
+    return serially(() => {
       const last = message.events.at(-1);
       if (!last || BigInt(last.id) <= highest) return;
-      if (BigInt(message.prevId) > highest) await catchUp('gap');
-      for (const event of message.events) if (BigInt(event.id) > highest) dispatch(event, message.storedAt);
+      const prevId = BigInt(message.prevId);
+      if (prevId > highest) {
+        // A batch below this one has not rung yet: it may still be committing.
+        if (parked.size >= MAX_PARKED) parked.clear();
+        parked.set(prevId, message);
+        drainParked();
+        return;
+      }
+      deliver(message);
+      drainParked();
     });
   }
 
@@ -75,6 +125,7 @@ export async function startDispatcher(deps: DispatcherDeps) {
     if (graceMs > 0) await new Promise((resolve) => setTimeout(resolve, graceMs).unref());
     await serially(async () => {
       if (highest < stored) await catchUp('sweep');
+      drainParked();
     });
   }
   const sweep = (graceMs: number): Promise<void> => {
@@ -87,7 +138,13 @@ export async function startDispatcher(deps: DispatcherDeps) {
   deps.bus.onMessage((message) => {
     if (message.type === 'events') void onEvents(message);
   });
-  deps.bus.onReconnect(() => void serially(async () => void (await catchUp('reconnect'))));
+  deps.bus.onReconnect(
+    () =>
+      void serially(async () => {
+        await catchUp('reconnect');
+        drainParked();
+      }),
+  );
   const timer = setInterval(() => void sweep(SWEEP_GRACE_MS), deps.sweepSeconds * 1000);
   timer.unref();
 
@@ -101,6 +158,7 @@ export async function startDispatcher(deps: DispatcherDeps) {
     sweep: () => sweep(0),
     async stop(): Promise<void> {
       clearInterval(timer);
+      clearTimeout(parkedTimer);
       await sweeping;
       stopped = true;
       await chain;
