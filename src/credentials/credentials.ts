@@ -33,6 +33,7 @@ import { sleep } from '../gitlab/api/rate-limiter.js';
 import type { CredentialsAppliedFrame, CredentialsFailedFrame, CredentialsFrame } from '../protocol/kasgate-v1.js';
 import { createCredentialStore, type CredentialKind, type CredentialRow, type CredentialStore } from './credential-store.js';
 import { open, seal } from './seal.js';
+import { createNap } from '../lib/nap.js';
 
 export interface CredentialsOptions {
   pool: pg.Pool;
@@ -78,7 +79,7 @@ export function startCredentials(options: CredentialsOptions) {
   // One attempt per call: the work queue retries, durably, and a lease stays short.
   const api = baseApi?.withPolicy({ maxAttempts: 1 });
   const state = { stopped: false };
-  let wake: (() => void) | undefined;
+  const nap = createNap();
 
   if (api && !encryptionKey) log.warn(NO_KEY);
 
@@ -266,7 +267,7 @@ export function startCredentials(options: CredentialsOptions) {
 
   async function schedule(agentId: string): Promise<void> {
     await store.schedule(agentId);
-    wake?.();
+    nap.wake();
   }
 
   if (api) {
@@ -290,15 +291,7 @@ export function startCredentials(options: CredentialsOptions) {
         log.warn({ err: (err as Error).message }, 'deploy tokens for Flux: store unavailable; retrying');
       }
       if (state.stopped) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollMs);
-        timer.unref();
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      wake = undefined;
+      await nap.sleep(pollMs);
     }
   })();
 
@@ -351,7 +344,7 @@ export function startCredentials(options: CredentialsOptions) {
     async stop(): Promise<void> {
       state.stopped = true;
       api?.close();
-      wake?.();
+      nap.wake();
       await Promise.race([loop, sleep(2000)]);
       await store.releaseLeases(replicaId).catch(() => {});
     },

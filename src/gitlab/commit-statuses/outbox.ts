@@ -24,6 +24,7 @@ import type { Metrics } from '../../metrics.js';
 import { backoffMs, type GitLabApi } from '../api/client.js';
 import { isGitLabApiError, isTransientStatus } from '../api/errors.js';
 import { sleep } from '../api/rate-limiter.js';
+import { createNap } from '../../lib/nap.js';
 
 export type CommitStatusState = 'running' | 'success' | 'failed' | 'canceled';
 
@@ -106,7 +107,7 @@ export function startStatusWorker(options: StatusWorkerOptions) {
   // One attempt per claim: the queue does the retrying, durably, and a lease stays short.
   const api = options.api.withPolicy({ maxAttempts: 1, retryStatus });
   const state = { stopped: false };
-  let wake: (() => void) | undefined;
+  const nap = createNap();
   const stopping = new AbortController();
 
   async function claim(): Promise<OutboxRow[]> {
@@ -235,29 +236,21 @@ export function startStatusWorker(options: StatusWorkerOptions) {
         log.warn({ err: (err as Error).message }, 'commit status queue unavailable; retrying');
       }
       if (claimed === batch || state.stopped) continue;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollMs);
-        timer.unref();
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      wake = undefined;
+      await nap.sleep(pollMs);
     }
   })();
 
   return {
     /** New statuses were queued here: look now rather than at the next poll. */
     nudge(): void {
-      wake?.();
+      nap.wake();
     },
     async stop(): Promise<void> {
       state.stopped = true;
       stopping.abort();
       // Requests in flight are cut: a status they carried is posted again by whoever claims it next.
       api.close();
-      wake?.();
+      nap.wake();
       await Promise.race([loop, sleep(2000)]);
       // Hand what this replica holds to the others now, not when the leases run out.
       await pool
