@@ -1,6 +1,7 @@
 /** `kasgate agents create|list|show|delete`. */
 import type { z } from 'zod';
 import type { Agent as AgentSchema, Connection as ConnectionSchema, Grants as GrantsSchema, IssuedToken as IssuedTokenSchema } from '../routes/admin/schemas.js';
+import type { FluxCredential as FluxCredentialSchema } from '../routes/admin/credentials.js';
 import { ApiError, createAdminClient, type AdminClient } from './admin-client.js';
 import type { CommandSpec, ParsedInput } from './command.js';
 import { adminTarget } from './config.js';
@@ -11,6 +12,12 @@ export type Agent = z.infer<typeof AgentSchema>;
 export type Connection = z.infer<typeof ConnectionSchema>;
 export type Grants = z.infer<typeof GrantsSchema>;
 export type IssuedToken = z.infer<typeof IssuedTokenSchema>;
+type FluxCredential = z.infer<typeof FluxCredentialSchema>;
+
+function configFile(agent: Agent): string {
+  const source = agent.configSource;
+  return source ? `${source.project}:${source.path} at ${source.ref} (${source.commitId.slice(0, 8)}), read ${when(source.readAt)}` : '-';
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -143,18 +150,19 @@ const list: CommandSpec = {
 
 const show: CommandSpec = {
   name: 'agents show',
-  summary: 'Show one agent: its configuration, grants and live connections.',
+  summary: "Show one agent: its configuration (and its config file's state), grants, Flux's deploy tokens and live connections.",
   admin: true,
   args: [{ name: 'agent', description: 'name or id' }],
   async run(input, env) {
     const client = clientFor(input, env);
     const agent = await resolveAgent(client, input.args[0]!);
-    const [grants, connections] = await Promise.all([
+    const [grants, connections, credentials] = await Promise.all([
       client.request<Grants>('GET', `/agents/${agent.id}/grants`),
       client.request<{ connections: Connection[] }>('GET', `/agents/${agent.id}/connections`).then((r) => r.connections),
+      client.request<{ credentials: FluxCredential[]; error: string | null }>('GET', `/agents/${agent.id}/credentials`),
     ]);
     if (input.values.json) {
-      printJson({ agent, grants, connections });
+      printJson({ agent, grants, connections, credentials });
       return EXIT.ok;
     }
     print(
@@ -163,13 +171,25 @@ const show: CommandSpec = {
         ['ID', agent.id],
         ['Config project', agent.configProject],
         ['Config', JSON.stringify(agent.config)],
+        ['Config file', configFile(agent)],
+        ['Config error', agent.configError ?? '-'],
         ['Created', when(agent.createdAt)],
         ['Updated', when(agent.updatedAt)],
         ['Granted projects', grants.projects.join(', ') || '-'],
         ['Granted groups', grants.groups.join(', ') || '-'],
+        ['Deploy tokens', credentials.error ?? String(credentials.credentials.filter((c) => c.state !== 'revoked').length)],
         ['Connections', String(connections.length)],
       ]),
     );
+    const live = credentials.credentials.filter((c) => c.state !== 'revoked');
+    if (live.length > 0) {
+      print(
+        `\n${table(
+          ['SECRET', 'NAMESPACES', 'FOR', 'ROLE', 'STATE', 'EXPIRES', 'ERROR'],
+          live.map((c) => [c.secretName, c.namespaces.join(','), c.project ?? `group ${c.group}`, c.role, c.state, c.expiresAt, c.lastError ?? '-']),
+        )}`,
+      );
+    }
     if (connections.length > 0) {
       print(
         `\n${table(

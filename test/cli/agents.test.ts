@@ -2,10 +2,13 @@
  * `kasgate agents` and `kasgate tokens`, run as a process against a real gateway: what a person
  * reads in the tables, what a script gets from --json, and that the tokens it prints work.
  */
+import { randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { connectAgent } from '../support/agent-client.js';
 import { useGateway } from '../support/gateway.js';
 import { adminCli } from '../support/kasgate-cli.js';
+import { useFakeGitLab } from '../support/use-fake-gitlab.js';
+import { nextProjectId } from '../support/fixtures.js';
 
 const gateway = useGateway();
 const kasgate = (...args: string[]) => adminCli(gateway)(...args);
@@ -47,6 +50,7 @@ describe('agents', () => {
     expect(shown.stdout).toMatch(/^Name: +prod-eu$/m);
     expect(shown.stdout).toMatch(/^Config project: +platform\/clusters\/prod-eu$/m);
     expect(shown.stdout).toMatch(/^Connections: +1$/m);
+    expect(shown.stdout).toMatch(/^Config error: +-$/m);
     expect(shown.stdout).toMatch(/^CONNECTION +REPLICA +ADDRESS/m);
     expect(shown.stdout).not.toContain(token!);
     await agent.close();
@@ -62,7 +66,7 @@ describe('agents', () => {
     const byId = JSON.parse((await kasgate('agents', 'show', body.agent.id, '--json')).stdout);
     const byName = JSON.parse((await kasgate('agents', 'show', 'staging', '--json')).stdout);
     expect(byId).toEqual(byName);
-    expect(byId).toEqual({ agent: body.agent, grants: { projects: [], groups: [] }, connections: [] });
+    expect(byId).toEqual({ agent: body.agent, grants: { projects: [], groups: [] }, connections: [], credentials: { credentials: [], error: null } });
 
     const listed = JSON.parse((await kasgate('agents', 'list', '--json')).stdout) as { agents: { name: string }[] };
     expect(listed.agents.map((a) => a.name)).toContain('staging');
@@ -122,3 +126,36 @@ describe('tokens', () => {
     expect(twice.stderr).toMatch(/has no live token/);
   });
 });
+
+describe('agents show, with the GitLab API', () => {
+  const fake = useFakeGitLab();
+  const gitlabGateway = useGateway({ env: fake.env({ KASGATE_ENCRYPTION_KEY: randomBytes(32).toString('base64'), KASGATE_CONFIG_REFRESH: '1h' }) });
+  const cli = (...args: string[]) => adminCli(gitlabGateway)(...args);
+
+  test("shows the config file, what it refused, and Flux's deploy tokens (never their secret)", async () => {
+    const config = fake.gitlab.addProject({ id: nextProjectId(), path: 'acme/cluster-config', defaultBranch: 'main' });
+    fake.gitlab.addProject({ id: nextProjectId(), path: 'acme/app', defaultBranch: 'main' });
+    fake.gitlab.files.put(
+      config.id,
+      '.gitlab/agents/edge/config.yaml',
+      'flux_access:\n  projects:\n    - id: acme/app\n      secret_name: app-git\n      namespaces: [apps]\n    - id: elsewhere/app\n      secret_name: stolen\n      namespaces: [apps]\n',
+    );
+    expect((await cli('agents', 'create', 'edge', '--config-project', 'acme/cluster-config')).code).toBe(0);
+    const shown = await eventuallyShown(() => cli('agents', 'show', 'edge'), (out) => /^app-git +apps +acme\/app +read_repository +(created|sent) /m.test(out));
+    expect(shown).toMatch(/^Config file: +acme\/cluster-config:\.gitlab\/agents\/edge\/config\.yaml at main \([0-9a-f]{8}\), read /m);
+    expect(shown).toMatch(/^Config error: +.*elsewhere\/app/m);
+    expect(shown).toMatch(/^Deploy tokens: +1$/m);
+    expect(shown).toMatch(/^SECRET +NAMESPACES +FOR +ROLE +STATE +EXPIRES +ERROR$/m);
+    for (const token of fake.gitlab.deployTokens.tokens) expect(shown).not.toContain(token.token);
+  });
+});
+
+async function eventuallyShown(run: () => Promise<{ code: number | null; stdout: string }>, done: (stdout: string) => boolean): Promise<string> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const { code, stdout } = await run();
+    expect(code).toBe(0);
+    if (done(stdout) || Date.now() > deadline) return stdout;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
