@@ -334,11 +334,12 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
     const live = liveUrl({ view: 'agent', id: request.params.id });
     const agent = await ctx.agents.get(request.params.id);
     if (!agent) throw new HttpError(404, 'not_found', 'There is no agent with this id (it may have been deleted).');
-    const [grants, tokens, connections, objects] = await Promise.all([
+    const [grants, tokens, connections, objects, deployTokens] = await Promise.all([
       ctx.agents.getGrants(agent.id),
       ctx.tokens.list(agent.id),
       connectionsOf([agent.id]),
       ctx.clusterView.enabled ? ctx.clusterView.objectsOf(agent.id) : undefined,
+      ctx.credentials.list(agent.id),
     ]);
     const lastConnectedAt = tokens.map((t) => t.lastUsedAt).filter((t): t is string => t !== null).sort().at(-1) ?? null;
     const body = agentBody({
@@ -347,6 +348,7 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
       grants,
       tokens,
       objects,
+      deployTokens,
     });
     return sendPage(reply, 200, `Agent ${agent.name}`, body, { live });
   });

@@ -13,6 +13,7 @@ import { connectAgent, eventually } from '../support/agent-client.js';
 import { databaseUrl, queryInSchema } from '../support/isolation.js';
 import type { CredentialsFrame } from '../../src/protocol/kasgate-v1.js';
 import { metric } from '../deployments/support.js';
+import { CookieJar, fetchWithJar, signIn } from '../ui/support/session.js';
 import { credentialsOf, encryptionKey, isCredentials, projectEntry, setFluxAccess } from './support.js';
 
 const DAY = 86_400;
@@ -58,6 +59,17 @@ describe('deploy tokens for Flux', () => {
     const [waiting] = await queryInSchema<{ sealed: Buffer }>(gw.schema, 'SELECT sealed_token AS sealed FROM flux_credentials WHERE id = $1', [frame.id]);
     expect(waiting!.sealed.length).toBeGreaterThan(28);
     expect(waiting!.sealed.includes(Buffer.from(token.token))).toBe(false);
+
+    // The status page's agent page shows it waiting for the agent, never the token.
+    const jar = new CookieJar();
+    await signIn(gw.url, jar, gw.adminToken);
+    const page = await (await fetchWithJar(jar, `${gw.url}/ui/agents/${agent.id}`)).text();
+    expect(page).toContain('Deploy tokens for Flux');
+    const row = /<tr>\s*<th scope="row"><code>app-git<\/code><\/th>[\s\S]*?<\/tr>/.exec(page)?.[0] ?? '';
+    expect(row).toContain('<td>apps, web</td>');
+    expect(row).toContain('<code>acme/app</code> (read_repository)');
+    expect(row).toMatch(/state-warn"><span aria-hidden="true">▲<\/span> sent</);
+    expect(page).not.toContain(token.token);
 
     socket.send({ type: 'credentials_applied', id: frame.id });
     const applied = await eventually(() => credentialsOf(gw, agent.id), (b) => b.credentials[0]?.state === 'applied');

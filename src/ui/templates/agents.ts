@@ -1,9 +1,10 @@
 /** Agents: the overview's rows and the agent page. */
 import type { Agent, Grants } from '../../agents/agent-store.js';
 import type { TokenInfo } from '../../agents/token-store.js';
+import type { CredentialRow } from '../../credentials/credential-store.js';
 import type { ConnectionRecord } from '../../fanout/presence.js';
 import type { AgentObjects, FluxObjectView } from '../cluster-view.js';
-import { plural } from '../format.js';
+import { plural, utc } from '../format.js';
 import { html, type Html } from '../html.js';
 import { badge, time } from './parts.js';
 
@@ -142,6 +143,41 @@ ${
 <td>${t.revokedAt ? badge('muted', 'revoked') : badge('ok', 'active')}</td>
 <td>${time(t.createdAt)}</td>
 <td>${time(t.lastUsedAt)}</td>
+</tr>`,
+      )}</tbody>
+</table>
+</div>`
+}
+</section>`;
+}
+
+/** A time to come: absolute (a relative "ago" would read wrong). */
+const at = (d: Date): Html => html`<time datetime="${d.toISOString()}">${utc(d.toISOString())}</time>`;
+
+const CREDENTIAL_TONES = { created: 'info', sent: 'warn', applied: 'ok', failed: 'bad', revoked: 'muted' } as const;
+
+/** Flux's deploy tokens made from the config file's flux_access: where each stands, never the secret. */
+export function deployTokensSection(credentials: CredentialRow[], error: string | null): Html {
+  const shown = credentials.filter((c) => c.state !== 'revoked');
+  if (shown.length === 0 && error === null) return html``;
+  return html`<section aria-labelledby="deploy-tokens-h">
+<h2 id="deploy-tokens-h">Deploy tokens for Flux</h2>
+${error ? html`<p class="alert" role="alert">${error}</p>` : ''}
+${
+  shown.length === 0
+    ? html`<p class="muted">No deploy tokens.</p>`
+    : html`<div class="table-wrap" role="region" aria-labelledby="deploy-tokens-caption" tabindex="0">
+<table>
+<caption id="deploy-tokens-caption">Made on GitLab from <code>flux_access</code>, written by the agent as Secrets (kasgate keeps none once applied)</caption>
+<thead><tr><th scope="col">Secret</th><th scope="col">Namespaces</th><th scope="col">For</th><th scope="col">State</th><th scope="col">Rotates</th><th scope="col">Expires</th></tr></thead>
+<tbody>${shown.map(
+        (c) => html`<tr>
+<th scope="row"><code>${c.secret_name}</code></th>
+<td>${c.namespaces.join(', ')}</td>
+<td>${c.target_kind === 'group' ? 'group ' : ''}<code>${c.target_path}</code> (${c.role})</td>
+<td>${badge(CREDENTIAL_TONES[c.state], c.state)}${c.last_error ? html` <span class="muted">${c.last_error}</span>` : ''}</td>
+<td>${at(c.rotate_at)}</td>
+<td>${at(c.expires_at)}</td>
 </tr>`,
       )}</tbody>
 </table>

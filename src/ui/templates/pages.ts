@@ -4,7 +4,8 @@ import type { TokenInfo } from '../../agents/token-store.js';
 import type { AgentObjects, DeliveryView, DeploymentView } from '../cluster-view.js';
 import { plural } from '../format.js';
 import { html, type Html } from '../html.js';
-import { agentLive, agentsTable, configFileFacts, grantsSection, objectsSection, tokensSection, type AgentStateView } from './agents.js';
+import { agentLive, agentsTable, configFileFacts, deployTokensSection, grantsSection, objectsSection, tokensSection, type AgentStateView } from './agents.js';
+import type { CredentialRow } from '../../credentials/credential-store.js';
 import { eventFacts, eventsTable, eventTimeline, type EventView } from './events.js';
 import { overviewHref, pager, searchBox } from './parts.js';
 
@@ -76,6 +77,7 @@ export interface AgentPageView {
   grants: Grants;
   tokens: TokenInfo[];
   objects: AgentObjects | undefined;
+  deployTokens: { credentials: CredentialRow[]; error: string | null };
 }
 
 export function agentBody(v: AgentPageView): Html {
@@ -94,6 +96,7 @@ ${configFileFacts(v.agent)}
 </section>
 ${v.objects ? objectsSection(v.agent.id, v.objects) : ''}
 ${grantsSection(v.agent.configProject, v.grants)}
+${deployTokensSection(v.deployTokens.credentials, v.deployTokens.error)}
 ${tokensSection(v.tokens)}`;
 }
 
