@@ -91,14 +91,15 @@ export function createDeploymentStore(pool: pg.Pool) {
   return {
     /** One event's deliveries (by agent name) and deployments. */
     async forEvent(eventId: string): Promise<EventDeployments> {
-      const [deliveries, deployments] = await Promise.all([
-        pool.query<{ agent_id: string; agent_name: string; delivered_at: Date }>(
-          `SELECT d.agent_id, a.name AS agent_name, d.delivered_at FROM event_deliveries d JOIN agents a ON a.id = d.agent_id
-           WHERE d.event_id = $1 ORDER BY a.name`,
-          [eventId],
-        ),
-        deploymentsOf([eventId]),
-      ]);
+      // Deployments first, then deliveries: a deployment commits with its delivery, so whatever
+      // deployment this answer shows, its delivery is shown too (read side by side, a commit
+      // between the two reads could show a pending deployment of an agent with no delivery).
+      const deployments = await deploymentsOf([eventId]);
+      const deliveries = await pool.query<{ agent_id: string; agent_name: string; delivered_at: Date }>(
+        `SELECT d.agent_id, a.name AS agent_name, d.delivered_at FROM event_deliveries d JOIN agents a ON a.id = d.agent_id
+         WHERE d.event_id = $1 ORDER BY a.name`,
+        [eventId],
+      );
       return {
         deliveries: deliveries.rows.map((r) => ({ agent: { id: r.agent_id, name: r.agent_name }, at: r.delivered_at.toISOString() })),
         deployments: deployments.map(toDeployment),

@@ -357,10 +357,9 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
     const live = liveUrl({ view: 'event', id: request.params.id });
     const event = await queries.event(request.params.id);
     if (!event) throw new HttpError(404, 'not_found', 'There is no event with this id (retention may have removed it).');
-    const [deliveries, deployments] = await Promise.all([
-      ctx.clusterView.deliveriesOf(event.id),
-      ctx.clusterView.enabled ? ctx.clusterView.deploymentsOf([event.id]).then((m) => m.get(event.id) ?? []) : [],
-    ]);
+    // Deployments before deliveries, as GET /api/v1/events/{id} reads them: each deployment shown has its delivery shown.
+    const deployments = ctx.clusterView.enabled ? ((await ctx.clusterView.deploymentsOf([event.id])).get(event.id) ?? []) : [];
+    const deliveries = await ctx.clusterView.deliveriesOf(event.id);
     const body = eventBody({ event, deliveries, deployments, clusterEnabled: ctx.clusterView.enabled });
     return sendPage(reply, 200, `Event #${event.id}`, body, { live });
   });
