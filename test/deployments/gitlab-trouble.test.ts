@@ -79,6 +79,38 @@ describe('a GitLab that hangs', () => {
   });
 });
 
+describe('a GitLab that sits on one project', () => {
+  const fake = useFakeGitLab();
+  const gw = useGateway({ env: fake.env({ KASGATE_GITLAB_TIMEOUT: '60s' }) });
+
+  test("another project's statuses go out meanwhile: a hung request holds its own slot, not the queue", async () => {
+    const slow = newProject(fake.gitlab, 'slow');
+    const quick = newProject(fake.gitlab, 'quick');
+    const slowAgent = await reportingAgent(gw, 'slow', slow);
+    const quickAgent = await reportingAgent(gw, 'quick', quick);
+    const slowSource = gitRepository('app', { project: slow.path });
+    slowAgent.reporter.put(slowSource, kustomization('apps', { source: slowSource })).full();
+    const quickSource = gitRepository('app', { project: quick.path });
+    quickAgent.reporter.put(quickSource, kustomization('apps', { source: quickSource })).full();
+    await new Promise((r) => setTimeout(r, 200));
+
+    fake.gitlab.hangWhen = (method, path) => method === 'POST' && path.startsWith(`/api/v4/projects/${slow.id}/statuses/`);
+    const slowSha = newSha();
+    await push(gw, slowAgent.agent, slow, slowSha);
+    await eventually(() => fake.gitlab.requests.filter((r) => r.status === 0 && r.path.includes(slowSha)).length, (n) => n >= 1);
+
+    const quickSha = newSha();
+    await push(gw, quickAgent.agent, quick, quickSha);
+    await waitForStatuses(fake.gitlab, quickSha, { [`kasgate/quick-${quick.id}/Kustomization/flux-system/apps`]: ['running'] }, 5000);
+    expect(fake.gitlab.statusesOf(slowSha)).toEqual([]);
+
+    fake.gitlab.release();
+    await waitForStatuses(fake.gitlab, slowSha, { [`kasgate/slow-${slow.id}/Kustomization/flux-system/apps`]: ['running'] }, 15_000);
+    await slowAgent.agent.close();
+    await quickAgent.agent.close();
+  });
+});
+
 describe('a wrong GitLab token', () => {
   const fake = useFakeGitLab();
   const gw = useGateway({ env: () => ({ ...fake.env()(), KASGATE_GITLAB_TOKEN: 'glpat-not-the-token' }) });

@@ -99,6 +99,8 @@ export class FakeGitLab {
   readonly files: FakeGitLabFiles;
   /** Hold every request open (no answer) until `release()` or `hang = false`. */
   hang = false;
+  /** Hold open only the requests this matches (a GitLab slow for one project), until `release()`. */
+  hangWhen: ((method: string, path: string) => boolean) | undefined;
   url = '';
   private readonly routes: Route[] = [];
   private readonly scripts: (ScriptedAnswer & { left: number })[] = [];
@@ -147,6 +149,7 @@ export class FakeGitLab {
   /** Lets the held requests through (they are then handled), and stops holding new ones. */
   release(): void {
     this.hang = false;
+    this.hangWhen = undefined;
     for (const go of this.held) go();
     this.held.clear();
   }
@@ -191,7 +194,7 @@ export class FakeGitLab {
       req.on('end', () => resolve(text));
       req.on('error', () => resolve(text));
     });
-    if (this.hang) {
+    if (this.hang || this.hangWhen?.(req.method ?? 'GET', (req.url ?? '/').split('?')[0]!)) {
       await new Promise<void>((resolve) => {
         this.held.add(resolve);
         res.on('close', () => {

@@ -110,7 +110,7 @@ export function startStatusWorker(options: StatusWorkerOptions) {
   const nap = createNap();
   const stopping = new AbortController();
 
-  async function claim(): Promise<OutboxRow[]> {
+  async function claim(limit: number): Promise<OutboxRow[]> {
     const { rows } = await pool.query<OutboxRow>(
       `WITH due AS (
          SELECT o.id FROM commit_status_outbox o
@@ -127,7 +127,7 @@ export function startStatusWorker(options: StatusWorkerOptions) {
        SET leased_until = now() + make_interval(secs => $2::double precision / 1000), leased_by = $3, attempts = o.attempts + 1
        FROM due WHERE o.id = due.id
        RETURNING o.id, o.project, o.sha, o.name, o.state, o.ref, o.target_url, o.description, o.attempts, o.created_at`,
-      [batch, options.leaseMs, replicaId],
+      [limit, options.leaseMs, replicaId],
     );
     return rows;
   }
@@ -200,22 +200,33 @@ export function startStatusWorker(options: StatusWorkerOptions) {
     return marking;
   }
 
-  async function runOnce(): Promise<number> {
-    const rows = await claim();
-    let next = 0;
-    const lanes = Array.from({ length: Math.min(concurrency, rows.length) }, async () => {
-      while (next < rows.length) {
-        const row = rows[next++]!;
-        const ok = await post(row).catch((err: Error) => {
+  /**
+   * Posts in flight. A claim takes only what fits beside them, and each post that ends makes
+   * room at once: one request GitLab sits on holds one slot until its timeout, not the queue.
+   */
+  const inFlight = new Set<Promise<void>>();
+
+  /** Claims what fits and starts posting it; returns how many rows it claimed, and how many it could have. */
+  async function runOnce(): Promise<{ claimed: number; room: number }> {
+    const room = Math.min(batch, concurrency - inFlight.size);
+    if (room <= 0) return { claimed: 0, room };
+    const rows = await claim(room);
+    for (const row of rows) {
+      const posting: Promise<void> = post(row)
+        .catch((err: Error) => {
           log.warn({ err: err.message, id: row.id }, 'could not settle a commit status; its lease will expire');
           return false;
+        })
+        .then((ok) => {
+          if (ok) void markPosted(row.id);
+        })
+        .finally(() => {
+          inFlight.delete(posting);
+          nap.wake();
         });
-        if (ok) void markPosted(row.id);
-      }
-    });
-    await Promise.all(lanes);
-    await marking;
-    return rows.length;
+      inFlight.add(posting);
+    }
+    return { claimed: rows.length, room };
   }
 
   async function countOwed(): Promise<void> {
@@ -228,14 +239,16 @@ export function startStatusWorker(options: StatusWorkerOptions) {
   const loop = (async () => {
     let idleRounds = 0;
     while (!state.stopped) {
-      let claimed = 0;
+      let round = { claimed: 0, room: 0 };
       try {
-        claimed = await runOnce();
-        if (claimed === 0 && idleRounds++ % 20 === 0) await countOwed();
+        round = await runOnce();
+        if (round.claimed === 0 && inFlight.size === 0 && idleRounds++ % 20 === 0) await countOwed();
       } catch (err) {
         log.warn({ err: (err as Error).message }, 'commit status queue unavailable; retrying');
       }
-      if (claimed === batch || state.stopped) continue;
+      if (state.stopped) break;
+      // Full room taken: there may be more. Otherwise wait for the poll, a nudge, or a post that ends.
+      if (round.room > 0 && round.claimed === round.room) continue;
       await nap.sleep(pollMs);
     }
   })();
@@ -251,7 +264,7 @@ export function startStatusWorker(options: StatusWorkerOptions) {
       // Requests in flight are cut: a status they carried is posted again by whoever claims it next.
       api.close();
       nap.wake();
-      await Promise.race([loop, sleep(2000)]);
+      await Promise.race([Promise.all([loop, ...inFlight]).then(() => marking), sleep(2000)]);
       // Hand what this replica holds to the others now, not when the leases run out.
       await pool
         .query('UPDATE commit_status_outbox SET leased_until = NULL WHERE leased_by = $1 AND posted_at IS NULL AND gave_up_at IS NULL', [replicaId])
