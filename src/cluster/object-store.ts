@@ -136,24 +136,7 @@ export async function writeStatus(client: pg.PoolClient, target: WriteTarget, wo
     accepted.push(...upserts);
   }
 
-  if (accepted.length > 0) {
-    const rows = accepted.map((o) => ({
-      kind: o.kind,
-      namespace: o.namespace,
-      name: o.name,
-      object: o,
-      project: SOURCE_KINDS.has(o.kind) && o.project ? o.project.toLowerCase() : null,
-      source_key: SOURCE_KINDS.has(o.kind) ? null : (sourceKeyOf(o) ?? null),
-    }));
-    await client.query(
-      `INSERT INTO cluster_objects (agent_id, connection_id, kind, namespace, name, object, project, source_key, reported_at)
-       SELECT $1, $2, r.kind, r.namespace, r.name, r.object, r.project, r.source_key, now()
-       FROM jsonb_to_recordset($3::jsonb) AS r(kind text, namespace text, name text, object jsonb, project text, source_key text)
-       ON CONFLICT (agent_id, kind, namespace, name, connection_id) DO UPDATE
-         SET object = excluded.object, project = excluded.project, source_key = excluded.source_key, reported_at = excluded.reported_at`,
-      [agentId, connectionId, JSON.stringify(rows)],
-    );
-  }
+  await upsertKnown(client, [{ agentId, connectionId, objects: accepted }]);
 
   if (work.full || work.agentTruncated !== undefined || refused > 0) {
     await client.query(
@@ -169,8 +152,9 @@ export async function writeStatus(client: pg.PoolClient, target: WriteTarget, wo
 }
 
 /**
- * The common case in one statement for many connections: changes to objects each connection has
- * stored already (no deletion, nothing that could pass the limit). Inside the caller's transaction.
+ * Objects as connections reported them, in one statement for many connections; alone, the common
+ * case (changes to objects each connection has stored already: no deletion, nothing that could
+ * pass the limit). Inside the caller's transaction.
  */
 export async function upsertKnown(client: pg.PoolClient, items: { agentId: string; connectionId: string; objects: ReportedObject[] }[]): Promise<void> {
   const rows = items.flatMap(({ agentId, connectionId, objects }) =>

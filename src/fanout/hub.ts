@@ -201,9 +201,9 @@ export function createHub(deps: HubDeps) {
       // An access read already under way may carry the config from before: it must not undo this one.
       if (byAgent.has(agentId)) latestAccessRead.set(agentId, ++accessReads);
       let sent = 0;
+      const json = stableJson(config);
       for (const session of byAgent.get(agentId) ?? []) {
         if (!session.isOpen) continue;
-        const json = stableJson(config);
         if (session.sentConfig === json) continue;
         session.send({ type: 'config', config });
         session.sentConfig = json;

@@ -349,6 +349,7 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
       tokens,
       objects,
       deployTokens,
+      gitlabApi: ctx.gitlabApi !== undefined,
     });
     return sendPage(reply, 200, `Agent ${agent.name}`, body, { live });
   });

@@ -6,25 +6,15 @@ import { fixtures, nextProjectId, pushBody } from '../support/fixtures.js';
 import { StatusReporter } from '../support/flux-status.js';
 import type { FakeGitLab } from '../support/fake-gitlab.js';
 import { randomUUID } from 'node:crypto';
+import type { Delivery, Deployment } from '../../src/deployments/deployment-store.js';
 
-export interface DeploymentView {
-  agent: { id: string; name: string };
-  object: { kind: string; namespace: string; name: string };
-  source: { kind: string; namespace: string; name: string };
-  state: string;
-  revision: string | null;
-  at: string;
-  latencyMs: number | null;
-  reason: string | null;
-  message: string | null;
-  commitSha: string | null;
-  timeline: { state: string; at: string }[];
-}
+/** A deployment as GET /api/v1/events/{id} shows it. */
+export type DeploymentView = Deployment;
 
 export interface EventView {
   id: string;
   receivedAt: string;
-  deliveries: { agent: { id: string; name: string }; at: string }[];
+  deliveries: Delivery[];
   deployments: DeploymentView[];
 }
 

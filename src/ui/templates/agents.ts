@@ -101,12 +101,14 @@ ${
 }
 
 /** The config file's last good read and its error, in the agent page's facts. */
-export function configFileFacts(agent: Partial<Pick<Agent, 'configSource' | 'configError'>>): Html {
+export function configFileFacts(agent: Partial<Pick<Agent, 'configSource' | 'configError'>>, gitlabApi: boolean): Html {
   const source = agent.configSource;
   return html`<dt>Config file</dt><dd>${
     source
       ? html`<code>${source.path}</code> on <code>${source.ref}</code> at <code>${source.commitId.slice(0, 8)}</code>, read <time datetime="${source.readAt}">${source.readAt.slice(0, 16).replace('T', ' ')}</time>`
-      : html`<span class="muted">not read</span>`
+      : gitlabApi
+        ? html`<span class="muted">not read yet</span>`
+        : html`<span class="muted">not read: no GitLab API configured (KASGATE_GITLAB_URL, KASGATE_GITLAB_TOKEN)</span>`
   }</dd>
 ${agent.configError ? html`<dt>Config error</dt><dd><p class="alert" role="alert">${agent.configError}</p><span class="muted">The last good config stays in force.</span></dd>` : ''}`;
 }

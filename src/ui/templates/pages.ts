@@ -78,6 +78,8 @@ export interface AgentPageView {
   tokens: TokenInfo[];
   objects: AgentObjects | undefined;
   deployTokens: { credentials: CredentialRow[]; error: string | null };
+  /** Whether the gateway reads config files (KASGATE_GITLAB_URL and KASGATE_GITLAB_TOKEN set). */
+  gitlabApi: boolean;
 }
 
 export function agentBody(v: AgentPageView): Html {
@@ -89,7 +91,7 @@ ${agentLive(v.state)}
 <h2 id="about-h">About</h2>
 <dl class="facts">
 <dt>Configuration project</dt><dd><code>${v.agent.configProject}</code></dd>
-${configFileFacts(v.agent)}
+${configFileFacts(v.agent, v.gitlabApi)}
 <dt>Agent id</dt><dd><code class="wrap">${v.agent.id}</code></dd>
 <dt>Registered</dt><dd><time datetime="${v.agent.createdAt}">${v.agent.createdAt.slice(0, 10)}</time></dd>
 </dl>
