@@ -114,7 +114,7 @@ describe('deploy tokens for Flux', () => {
     const agent = await gw.createAgent('tampered', 'acme/config');
     await setFluxAccess(gw, agent.id, { rotateSeconds: 30 * DAY, entries: [projectEntry('acme/tampered', 't-git')] });
     const [made] = (await eventually(() => credentialsOf(gw, agent.id), (b) => b.credentials.length === 1, 10_000)).credentials;
-    await queryInSchema(gw.schema, `UPDATE flux_credentials SET sealed_token = overlay(sealed_token placing '\\x00'::bytea from 20 for 1) WHERE id = $1`, [made!.id]);
+    await queryInSchema(gw.schema, `UPDATE flux_credentials SET sealed_token = set_byte(sealed_token, 19, get_byte(sealed_token, 19) # 255) WHERE id = $1`, [made!.id]);
     const socket = await connectAgent(gw.wsUrl, agent.token);
     const frame = await socket.waitFor(isCredentials, 10_000);
     expect(frame.id).not.toBe(made!.id);
