@@ -36,7 +36,7 @@ import { createStatusQueries } from './ui/status-queries.js';
 import { createGitLabApi, type GitLabApi } from './gitlab/api/client.js';
 import { startStatusWorker, type StatusWorker } from './gitlab/commit-statuses/outbox.js';
 import { createDeploymentTracker } from './deployments/tracker.js';
-import type { DeliveryRecorder } from './deployments/deliveries.js';
+import { createDeliveryWriter, type DeliveryRecorder } from './deployments/deliveries.js';
 import { createDeploymentStore, type DeploymentStore } from './deployments/deployment-store.js';
 import { startDeploymentSweeper } from './deployments/sweeper.js';
 import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
@@ -73,7 +73,7 @@ export interface AppContext {
   gitlabApi: GitLabApi | undefined;
   /** Agents' Flux objects as reported in status frames. */
   cluster: ClusterState;
-  /** Per-agent deliveries (the hub and replay record them; written with the agent's status, see cluster/). */
+  /** Per-agent deliveries (the hub and replay record them; deployments/deliveries.ts writes them). */
   deliveries: DeliveryRecorder;
   /** Deliveries and deployments of events, for the API and the status page. */
   deployments: DeploymentStore;
@@ -249,7 +249,8 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       },
     });
     closers.push(() => cluster.close());
-    const deliveries = cluster.deliveries;
+    const deliveries = createDeliveryWriter({ pool: backgroundPool, tracker, metrics, log, onWritten: announce });
+    closers.push(() => deliveries.close());
     const sweeper = startDeploymentSweeper({
       pool: backgroundPool,
       tracker,

@@ -2,15 +2,16 @@
  * Cluster state as agents report it: `status` frames in (routes/agent-socket.ts), objects in
  * Postgres (object-store.ts), deployments moved in the same transaction (deployments/tracker.ts).
  *
- * All of an agent's writes go through one queue: the deliveries the hub and replay record
- * (deployments/deliveries.ts) and its connections' status work. A writer takes the queues of up
- * to BATCH agents into one transaction: their locks in one order, the deliveries first (so the
- * deployments they create are there), then each connection's objects, then one deployment
- * evaluation for all. Writers take disjoint agents, so they never wait for each other's locks,
- * and a push fanned out to a thousand agents that all report at once costs a handful of
- * transactions, not a thousand. What arrives for an agent while it is in a batch waits for a
- * later one (status work coalesced: status-intake.ts), so memory stays bounded and neither the
- * hub nor a socket ever waits.
+ * All of an agent's status work goes through one queue. A writer takes the queues of up to
+ * BATCH agents into one transaction: their locks in one order, each connection's objects, then
+ * one deployment evaluation for all. Writers take disjoint agents, so they never wait for each
+ * other's locks, and a thousand agents that all report at once cost a handful of transactions,
+ * not a thousand. What arrives for an agent while it is in a batch waits for a later one
+ * (coalesced: status-intake.ts), so memory stays bounded and a socket never waits.
+ *
+ * Deliveries are written beside this, without the agents' locks (deployments/deliveries.ts). So
+ * objects new to a connection are checked once more after their commit (`recheckFresh`): a
+ * delivery that committed while they were being written finds its deployments then.
  *
  * A batch that fails is retried agent by agent, so one agent's bad luck (deleted meanwhile)
  * cannot hold the others back. An agent whose write fails is retried with backoff while its
@@ -26,7 +27,7 @@ import type { Metrics } from '../metrics.js';
 import { ErrorCode, type ReportedObject, type StatusFrame } from '../protocol/kasgate-v1.js';
 import { objectKey } from '../deployments/matching.js';
 import { sleep } from '../gitlab/api/rate-limiter.js';
-import { writeDeliveries, type Delivery, type DeliveryRecorder } from '../deployments/deliveries.js';
+import { isPermanent } from '../deployments/deliveries.js';
 import { markClosed, readObjects, upsertKnown, writeStatus, type StoredObject, type WriteResult } from './object-store.js';
 import { absorb, DELETED, StatusIntake, type StatusWork } from './status-intake.js';
 
@@ -35,8 +36,6 @@ const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
 const CLOSED_GRACE_MS = 15_000;
 /** Agents per transaction (each agent's lock is a slot of Postgres's shared lock table). */
 const BATCH = 100;
-/** Beyond this many unwritten deliveries (Postgres away for long), the oldest are dropped. */
-const MAX_PENDING_DELIVERIES = 200_000;
 /** Transactions in flight at once (of the background pool's connections). */
 const WRITERS = 2;
 
@@ -57,8 +56,6 @@ export interface ConnectionHooks {
   sendError(code: string, message: string): void;
 }
 
-/** Errors that retrying will not cure: the agent was deleted (foreign key), the data is refused. */
-const isPermanent = (err: unknown) => ['23503', '22P02', '23514'].includes((err as { code?: string }).code ?? '');
 const isForeignKey = (err: unknown) => (err as { code?: string }).code === '23503';
 
 /** Changes to objects the connection has stored already: nothing to delete, count or flag. */
@@ -77,21 +74,19 @@ export function createClusterState(deps: ClusterStateDeps) {
   interface AgentQueue {
     agentId: string;
     connections: Set<ConnectionStatus>;
-    /** event id → first delivered at. */
-    deliveries: Map<string, Date>;
     inFlight: boolean;
     attempt: number;
   }
   const queues = new Map<string, AgentQueue>();
   /** Queues with work and none in flight, in arrival order. */
   const ready = new Set<AgentQueue>();
-  let pendingDeliveries = 0;
   let writers = 0;
   let idle: (() => void)[] = [];
+  const rechecks = new Set<Promise<void>>();
 
   function queueOf(agentId: string): AgentQueue {
     let queue = queues.get(agentId);
-    if (!queue) queues.set(agentId, (queue = { agentId, connections: new Set(), deliveries: new Map(), inFlight: false, attempt: 0 }));
+    if (!queue) queues.set(agentId, (queue = { agentId, connections: new Set(), inFlight: false, attempt: 0 }));
     return queue;
   }
 
@@ -192,27 +187,23 @@ export function createClusterState(deps: ClusterStateDeps) {
     ready.add(queue);
     if (writers < WRITERS) {
       writers++;
-      // After the caller's synchronous work (a fan-out records every delivery first).
+      // After the caller's synchronous work.
       setImmediate(() => void writeLoop());
     }
   }
 
   interface Taken {
     queue: AgentQueue;
-    deliveries: Delivery[];
     statuses: { connection: ConnectionStatus; work: StatusWork }[];
   }
 
   function take(queue: AgentQueue): Taken {
     ready.delete(queue);
     queue.inFlight = true;
-    const deliveries = [...queue.deliveries].map(([eventId, deliveredAt]) => ({ eventId, agentId: queue.agentId, deliveredAt }));
-    pendingDeliveries -= deliveries.length;
-    queue.deliveries = new Map();
     const statuses = [...queue.connections].filter((c) => c.queued).map((connection) => ({ connection, work: connection.queued! }));
     for (const { connection } of statuses) connection.queued = undefined;
     queue.connections = new Set();
-    return { queue, deliveries, statuses };
+    return { queue, statuses };
   }
 
   /** After an attempt: what committed, or what to keep for the next one. */
@@ -225,17 +216,11 @@ export function createClusterState(deps: ClusterStateDeps) {
     } else {
       metrics.statusWriteFailures.inc();
       const err = result.error;
-      const permanent = isPermanent(err) && !isForeignKey(err);
       for (const { connection, work } of taken.statuses) {
         if (connection.failed(work, err)) {
           queue.connections.add(connection);
           retry = true;
         }
-      }
-      if (!permanent && taken.deliveries.length > 0) {
-        for (const d of taken.deliveries) if (!queue.deliveries.has(d.eventId)) queue.deliveries.set(d.eventId, d.deliveredAt);
-        pendingDeliveries += taken.deliveries.length;
-        retry = true;
       }
       log.warn({ agentId: queue.agentId, err: (err as Error).message, retry }, 'agent writes failed');
     }
@@ -243,7 +228,7 @@ export function createClusterState(deps: ClusterStateDeps) {
     const delay = retry ? RETRY_DELAYS_MS[Math.min(queue.attempt++, RETRY_DELAYS_MS.length - 1)]! : 0;
     const release = () => {
       queue.inFlight = false;
-      if (queue.deliveries.size > 0 || queue.connections.size > 0) schedule(queue);
+      if (queue.connections.size > 0) schedule(queue);
       else queues.delete(queue.agentId);
     };
     if (delay > 0) setTimeout(release, delay).unref();
@@ -286,9 +271,8 @@ export function createClusterState(deps: ClusterStateDeps) {
   /** One transaction for the batch; per agent, the status writes' results in order. */
   async function writeBatch(batch: Taken[]): Promise<WriteResult[][]> {
     const timer = metrics.statusWriteDuration.startTimer();
-    const { results, outcome } = await inTransaction(pool, async (client) => {
+    const { results, outcome, withFresh } = await inTransaction(pool, async (client) => {
       await lockAgents(client, batch.map((b) => b.queue.agentId));
-      const delivered = await writeDeliveries(client, tracker, batch.flatMap((b) => b.deliveries));
       const perAgent: WriteResult[][] = [];
       const changes: { agentId: string; upserted: ReportedObject[]; fresh: Set<string> }[] = [];
       const simple: { agentId: string; connectionId: string; objects: ReportedObject[] }[] = [];
@@ -320,10 +304,7 @@ export function createClusterState(deps: ClusterStateDeps) {
       }
       await upsertKnown(client, simple);
       const moved = await tracker.onStatus(client, changes);
-      for (const id of delivered.eventIds) moved.eventIds.add(id);
-      moved.finished.push(...delivered.finished);
-      moved.statusesQueued += delivered.statusesQueued;
-      return { results: perAgent, outcome: moved };
+      return { results: perAgent, outcome: moved, withFresh: changes.filter((c) => c.fresh.size > 0) };
     });
     timer();
     tracker.settle(outcome);
@@ -331,22 +312,34 @@ export function createClusterState(deps: ClusterStateDeps) {
       batch.filter((b) => b.statuses.length > 0).map((b) => b.queue.agentId),
       outcome,
     );
+    if (withFresh.length > 0) recheckFresh(withFresh);
     return results;
   }
 
-  const deliveries: DeliveryRecorder = {
-    record(eventId, agentId) {
-      const queue = queueOf(agentId);
-      if (queue.deliveries.has(eventId)) return;
-      if (pendingDeliveries >= MAX_PENDING_DELIVERIES) {
-        log.warn({ agentId, eventId }, 'too many deliveries waiting for Postgres; this one is not recorded');
-        return;
-      }
-      queue.deliveries.set(eventId, new Date());
-      pendingDeliveries++;
-      schedule(queue);
-    },
-  };
+  /**
+   * After objects new to their connection committed: their deployments once more, under the
+   * agents' locks. A delivery written while they were (deliveries.ts takes no lock) saw neither
+   * them nor was seen by them; now it is committed, so this finds it.
+   */
+  function recheckFresh(changes: { agentId: string; upserted: ReportedObject[]; fresh: Set<string> }[], attempt = 0): void {
+    const only = changes.map((c) => ({ ...c, upserted: c.upserted.filter((o) => c.fresh.has(objectKey(o))) }));
+    const done = inTransaction(pool, async (client) => {
+      await lockAgents(client, only.map((c) => c.agentId));
+      return tracker.onStatus(client, only);
+    }).then(
+      (outcome) => {
+        tracker.settle(outcome);
+        deps.onWritten([], outcome);
+      },
+      (err: unknown) => {
+        const delay = RETRY_DELAYS_MS[attempt];
+        log.warn({ err: (err as Error).message, agents: only.length, retry: delay !== undefined }, 'deployments of new objects not checked again');
+        if (delay !== undefined && !isPermanent(err)) setTimeout(() => recheckFresh(only, attempt + 1), delay).unref();
+      },
+    );
+    rechecks.add(done);
+    void done.finally(() => rechecks.delete(done));
+  }
 
   return {
     /** The status side of one agent connection. */
@@ -359,13 +352,10 @@ export function createClusterState(deps: ClusterStateDeps) {
       return readObjects(pool, agentId, await liveConnections(agentId));
     },
 
-    /** Where the hub and replay record deliveries. */
-    deliveries,
-
     /** Waits (a while) for the writes in flight and queued; for shutdown. */
     async close(timeoutMs = 5000): Promise<void> {
-      if (writers === 0) return;
-      await Promise.race([new Promise<void>((resolve) => idle.push(resolve)), sleep(timeoutMs)]);
+      const writing = writers === 0 ? Promise.resolve() : new Promise<void>((resolve) => idle.push(resolve));
+      await Promise.race([writing.then(() => Promise.allSettled([...rechecks])), sleep(timeoutMs)]);
     },
   };
 }

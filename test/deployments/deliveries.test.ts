@@ -1,9 +1,14 @@
-/** Per-agent deliveries: first delivery per event and agent, however many connections, replays and agents. */
+/**
+ * Per-agent deliveries: first delivery per event and agent, however many connections, replays and
+ * agents; and a delivery racing the agent's first status write still gets its deployments.
+ */
 import { expect, test } from 'vitest';
 import { connectAgent, eventually, type TestAgent } from '../support/agent-client.js';
 import { useGateway } from '../support/gateway.js';
 import { nextProjectId, pushBody } from '../support/fixtures.js';
-import { eventOf } from './support.js';
+import { gitRepository, kustomization, newSha } from '../support/flux-status.js';
+import { queryInSchema } from '../support/isolation.js';
+import { eventOf, newProject, push, reportingAgent, waitForStates } from './support.js';
 
 const gw = useGateway();
 
@@ -52,4 +57,38 @@ test('a push fanned out to more agents than one transaction records (250) is rec
   const event = await eventually(() => eventOf(gw, eventId), (e) => e.deliveries.length === 250, 15_000);
   expect(new Set(event.deliveries.map((d) => d.agent.id))).toEqual(ids);
   await Promise.all(agents.map((a) => a.close()));
+});
+
+test("a push delivered while the agent's first objects are being stored still gets its deployments", { timeout: 30_000 }, async () => {
+  const project = newProject();
+  // The status write's COMMIT sleeps (a deferred trigger), after it looked for deliveries and
+  // found none. The delivery is written meanwhile and finds no objects. Only the status write's
+  // second look, after its commit, can make the deployment.
+  await queryInSchema(gw.schema, `CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$`);
+  await queryInSchema(
+    gw.schema,
+    `CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON cluster_connections DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()`,
+  );
+  const committing = async () =>
+    (await queryInSchema(gw.schema, `SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query = 'COMMIT'`)).length > 0;
+  try {
+    const { id: agentId, agent, reporter } = await reportingAgent(gw, 'racing', project);
+    const before = newSha();
+    const source = gitRepository('app', { project: project.path, sha: before });
+    reporter.put(source, kustomization('apps', { source, applied: before })).full();
+    await eventually(committing, (yes) => yes, 5000);
+
+    const eventId = await push(gw, agent, project, newSha());
+    const delivered = await eventually(() => eventOf(gw, eventId), (e) => e.deliveries.length === 1);
+    expect(delivered.deployments).toEqual([]);
+    expect(await committing()).toBe(true);
+
+    const followed = await waitForStates(gw, eventId, { apps: 'pending' });
+    expect(followed.deployments).toHaveLength(1);
+    expect(followed.deployments[0]).toMatchObject({ agent: { id: agentId }, object: { kind: 'Kustomization', name: 'apps' } });
+    await agent.close();
+  } finally {
+    await queryInSchema(gw.schema, 'DROP TRIGGER slow_commit ON cluster_connections');
+    await queryInSchema(gw.schema, 'DROP FUNCTION slow_commit()');
+  }
 });
