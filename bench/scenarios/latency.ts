@@ -49,7 +49,8 @@ export async function latencyScenario(ctx: ScenarioContext, targets: Target[]): 
   const results = await inRounds(targets, ctx.options.rounds, (target) => measure(ctx, target));
   return figuresOf('latency', [
     { key: 'p50', name: 'delivery p50', unit: 'ms', better: 'lower' },
-    { key: 'p99', name: 'delivery p99', unit: 'ms', better: 'lower', target: { max: 1.5 } },
+    // Issue 16's target: every webhook is durable before its 202, which the floor is not.
+    { key: 'p99', name: 'delivery p99', unit: 'ms', better: 'lower', target: { max: 2 } },
     { key: 'max', name: 'delivery max', unit: 'ms', better: 'lower' },
     { key: 'non2xx', name: 'non-2xx + errors', unit: 'count', better: 'lower', informational: true },
     { key: 'missing', name: 'frames missing', unit: 'count', better: 'lower', informational: true },
