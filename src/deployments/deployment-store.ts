@@ -117,17 +117,6 @@ export function createDeploymentStore(pool: pg.Pool) {
       }
       return byEvent;
     },
-
-    /** How many agents each event was delivered to (deliveries, not frames). */
-    async deliveryCounts(eventIds: string[]): Promise<Map<string, number>> {
-      if (eventIds.length === 0) return new Map();
-      const { rows } = await pool.query<{ event_id: string; n: number }>(
-        `SELECT d.event_id, count(*)::int AS n FROM event_deliveries d JOIN agents a ON a.id = d.agent_id
-         WHERE d.event_id = ANY($1::bigint[]) GROUP BY d.event_id`,
-        [eventIds],
-      );
-      return new Map(rows.map((r) => [r.event_id, r.n]));
-    },
   };
 }
 

@@ -59,6 +59,20 @@ test('a push fanned out to more agents than one transaction records (250) is rec
   await Promise.all(agents.map((a) => a.close()));
 });
 
+test('a deleted agent is no longer listed among an event\'s deliveries; the others stay', async () => {
+  const projectId = nextProjectId();
+  const path = `group/deleted-${projectId}`;
+  const kept = await gw.createAgent(`kept-${projectId}`, path);
+  const gone = await gw.createAgent(`gone-${projectId}`, path);
+  const sockets = await Promise.all([kept, gone].map((a) => connectAgent(gw.wsUrl, a.token)));
+  await Promise.all(sockets.map((s) => s.subscribe([path])));
+  const eventId = await postPush(path, projectId);
+  await eventually(() => eventOf(gw, eventId), (e) => e.deliveries.length === 2);
+  expect((await gw.admin('DELETE', `/agents/${gone.id}`)).status).toBe(204);
+  expect((await eventOf(gw, eventId)).deliveries.map((d) => d.agent.id)).toEqual([kept.id]);
+  for (const s of sockets) await s.close();
+});
+
 test("a push delivered while the agent's first objects are being stored still gets its deployments", { timeout: 30_000 }, async () => {
   const project = newProject();
   // The status write's COMMIT sleeps (a deferred trigger), after it looked for deliveries and
