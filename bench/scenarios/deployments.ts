@@ -140,7 +140,7 @@ export async function deploymentsScenario(ctx: ScenarioContext, env: Deployments
   let baseline: Baseline | undefined;
   if (baselineRef) {
     try {
-      baseline = exportBaseline(baselineRef);
+      baseline = exportBaseline(baselineRef, { built: ctx.options.useDist });
       ctx.log(`deployments: baseline ${baselineRef} (${baseline.commit.slice(0, 12)}) from ${baseline.root}`);
     } catch (err) {
       ctx.notes.push(`deployments: no baseline (${baselineRef}): ${(err as Error).message.split('\n')[0]}`);

@@ -16,9 +16,10 @@ export interface Baseline {
   root: string;
 }
 
-export function exportBaseline(ref: string): Baseline {
+export function exportBaseline(ref: string, options: { built: boolean }): Baseline {
   const git = (...args: string[]) => execFileSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' }).trim();
   const commit = ref === 'merge-base' ? git('merge-base', 'HEAD', 'main') : git('rev-parse', '--verify', `${ref}^{commit}`);
+  if (commit === git('rev-parse', 'HEAD')) throw new Error(`${ref} is HEAD itself (on main, set BENCH_BASELINE to an earlier ref)`);
   const root = join(tmpdir(), 'kasgate-bench-baseline', commit.slice(0, 12));
   if (!existsSync(join(root, 'src/main.ts'))) {
     mkdirSync(root, { recursive: true });
@@ -26,5 +27,6 @@ export function exportBaseline(ref: string): Baseline {
     execFileSync('tar', ['-x', '-C', root], { input: archive });
   }
   if (!existsSync(join(root, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(root, 'node_modules'), 'dir');
+  if (options.built && !existsSync(join(root, 'dist/main.js'))) execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'ignore' });
   return { ref, commit, root };
 }
