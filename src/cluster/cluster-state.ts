@@ -355,7 +355,7 @@ export function createClusterState(deps: ClusterStateDeps) {
     /** Waits (a while) for the writes in flight and queued; for shutdown. */
     async close(timeoutMs = 5000): Promise<void> {
       const writing = writers === 0 ? Promise.resolve() : new Promise<void>((resolve) => idle.push(resolve));
-      await Promise.race([writing.then(() => Promise.allSettled([...rechecks])), sleep(timeoutMs)]);
+      await Promise.race([writing.then(() => Promise.allSettled(rechecks)), sleep(timeoutMs)]);
     },
   };
 }
