@@ -6,6 +6,7 @@ import { describe, expect, test } from 'vitest';
 import { useGateway, useReplicaPair } from '../support/gateway.js';
 import { connectAgent, type TestAgent } from '../support/agent-client.js';
 import { nextProjectId, pushBody } from '../support/fixtures.js';
+import { gitRepository, kustomization, newSha, StatusReporter } from '../support/flux-status.js';
 import { useBrowser } from './support/browser.js';
 import type { Page } from 'playwright-core';
 
@@ -203,6 +204,65 @@ describe('one gateway', () => {
     const origin = new URL(gw.url).origin;
     expect(browser.requests.length).toBeGreaterThan(10);
     expect(browser.requests.filter((url) => new URL(url).origin !== origin)).toEqual([]);
+  });
+});
+
+describe('a push followed to the cluster', () => {
+  const gw = useGateway();
+
+  test('the overview and the event page follow a deployment live, pending → fetched → applied, without a reload', async () => {
+    const projectId = nextProjectId();
+    const path = `ui-group/deploy-${projectId}`;
+    const registered = await gw.createAgent('prod-eu', path);
+    const agent = await connectAgent(gw.wsUrl, registered.token);
+    await agent.subscribe([path]);
+    const reporter = new StatusReporter(agent);
+    const before = newSha();
+    const source = gitRepository('app', { project: path, sha: before });
+    reporter.put(source, kustomization('apps', { source, applied: before })).full();
+    await expect.poll(async () => (await gw.admin('GET', `/agents/${registered.id}/objects`)).body.objects.length).toBe(2);
+
+    const page = await browser.newPage();
+    await signInWith(page, gw.url, gw.adminToken);
+    await page.waitForURL(`${gw.url}/ui`);
+    await expect.poll(() => page.locator('#live-indicator').textContent()).toContain('Live updates: on');
+    await mark(page);
+
+    const sha = newSha();
+    const response = await gw.postWebhook(pushBody({ path, projectId, after: sha, ref: 'refs/heads/main' }));
+    const { eventId } = (await response.json()) as { eventId: string };
+    await agent.waitFor((f) => f.type === 'push' && f.eventId === eventId);
+    const row = page.locator(`#events-rows tr[data-event-id="${eventId}"]`);
+    await expect.poll(() => row.locator('[data-cell="deployments"]').textContent(), { timeout: 5000 }).toContain('1 pending');
+    expect(await row.locator('[data-cell="latency"]').textContent()).toBe('–');
+
+    await row.locator('a').first().click();
+    await page.waitForURL(`${gw.url}/ui/events/${eventId}`);
+    await mark(page);
+    const step = page.locator('.timeline > li', { hasText: 'Kustomization flux-system/apps' });
+    expect(await step.locator('p').textContent()).toMatch(/^prod-eu: . pending/);
+    await browser.screenshot(page, 'event-pending');
+
+    // What Flux does: the source fetches the commit, then the Kustomization applies it.
+    const fetched = gitRepository('app', { project: path, sha });
+    reporter.update(fetched);
+    await expect.poll(() => step.locator('p').textContent(), { timeout: 5000 }).toMatch(/^prod-eu: . fetched/);
+    reporter.update(kustomization('apps', { source: fetched, applied: sha }));
+    await expect.poll(() => step.locator('p').textContent(), { timeout: 5000 }).toMatch(/^prod-eu: . applied after \d/);
+    expect(await step.locator('.substeps li').allTextContents()).toEqual([
+      expect.stringMatching(/^. pending \d{4}-/),
+      expect.stringMatching(/^. fetched \d{4}-/),
+      expect.stringMatching(/^. applied \d{4}-/),
+    ]);
+    expect(await step.textContent()).toContain(`revision main@sha1:${sha}`);
+    expect(await stillMarked(page)).toBe(true);
+    await browser.screenshot(page, 'event-applied');
+
+    await page.goto(`${gw.url}/ui`);
+    const done = page.locator(`#events-rows tr[data-event-id="${eventId}"]`);
+    expect(await done.locator('[data-cell="deployments"]').textContent()).toContain('1 applied');
+    expect(await done.locator('[data-cell="latency"]').textContent()).toMatch(/\d/);
+    await agent.close();
   });
 });
 
