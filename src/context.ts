@@ -249,7 +249,14 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       },
     });
     closers.push(() => cluster.close());
-    const deliveries = createDeliveryWriter({ pool: backgroundPool, tracker, metrics, log, onWritten: announce });
+    const deliveries = createDeliveryWriter({
+      pool: backgroundPool,
+      tracker,
+      metrics,
+      log,
+      onDelivered: (eventIds) => changes.deliveriesChanged(eventIds),
+      onWritten: announce,
+    });
     closers.push(() => deliveries.close());
     const sweeper = startDeploymentSweeper({
       pool: backgroundPool,
@@ -269,6 +276,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     };
     // Deployments this replica changed: one bus message, and every replica's page re-reads them.
     changes.onEvents((eventIds) => live.deploymentsChanged(eventIds));
+    changes.onDeliveries((eventIds) => live.deliveriesChanged(eventIds));
 
     const hub = createHub({ events, deliveries, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
     closers.push(async () => hub.stop());

@@ -36,7 +36,9 @@ export interface DeliveryWriterDeps {
   tracker: DeploymentTracker;
   metrics: Metrics;
   log: Logger;
-  /** After deliveries committed: the events they concern, and the deployments they moved. */
+  /** After new deliveries committed: the events they are of. */
+  onDelivered(eventIds: Set<string>): void;
+  /** After their deployments committed: what moved. */
   onWritten(outcome: TrackerOutcome): void;
 }
 
@@ -161,7 +163,7 @@ export function createDeliveryWriter(deps: DeliveryWriterDeps) {
       });
       unchecked.push(kept);
     }
-    deps.onWritten({ ...emptyOutcome(), eventIds: new Set(fresh.keys()) });
+    deps.onDelivered(new Set(fresh.keys()));
   }
 
   /**

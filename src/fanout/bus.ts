@@ -17,8 +17,8 @@ export type BusMessage =
   | { type: 'agent_config'; agentId: string; config: Record<string, unknown> }
   /** For the status page's live feed (src/ui/live-feed.ts): an agent's connections changed somewhere. */
   | { type: 'live'; topic: 'agent'; agentId: string; agentName: string; connectedAt: string }
-  /** For the status page's live feed: deliveries or deployments of these events changed. */
-  | { type: 'live'; topic: 'deployments'; eventIds: string[] };
+  /** For the status page's live feed: deliveries or deployments of these events changed (`deliveriesOnly`: only who got them). */
+  | { type: 'live'; topic: 'deployments'; eventIds: string[]; deliveriesOnly?: boolean };
 
 export interface Bus {
   /** Resolves once handed to the transport; rejects when it is down (the sweep catches up). */

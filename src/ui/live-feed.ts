@@ -91,7 +91,7 @@ interface ChangeEntry {
   key: string;
   /** Rendered when first needed: nobody may be watching when it happens. */
   frames?: { overview?: LiveFrame; agent?: LiveFrame; event?: LiveFrame };
-  change: AgentChange | { topic: 'deployments'; eventId: string };
+  change: AgentChange | { topic: 'deployments' | 'deliveries'; eventId: string };
 }
 
 const json = (value: unknown) => JSON.stringify(value);
@@ -337,13 +337,25 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   // --- deployments --------------------------------------------------------------------------
 
   const pendingDeployments = new Set<string>();
+  /** Events that only got deliveries: nothing on the overview changes, only their event pages. */
+  const pendingDeliveries = new Set<string>();
   let deploymentTimer: NodeJS.Timeout | undefined;
   async function flushDeployments(): Promise<void> {
     deploymentTimer = undefined;
     const ids = [...pendingDeployments];
+    const delivered = [...pendingDeliveries].filter((id) => !pendingDeployments.has(id));
     pendingDeployments.clear();
-    if (!deps.cluster().enabled || ids.length === 0) return;
+    pendingDeliveries.clear();
+    if (!deps.cluster().enabled) return;
     try {
+      for (const id of delivered) {
+        const change: ChangeEntry = { at: Date.now(), key: `deliver:${id}`, change: { topic: 'deliveries', eventId: id } };
+        remember(change.key, change);
+        if (![...clients].some((c) => c.view.view === 'event' && c.view.eventId === id)) continue;
+        const f = await eventLiveFrame(id);
+        if (f) broadcast((c) => (c.view.view === 'event' && c.view.eventId === id ? f : undefined));
+      }
+      if (ids.length === 0) return;
       const byEvent = await deps.cluster().deploymentsOf(ids);
       for (const id of ids) {
         const deployments = byEvent.get(id) ?? [];
@@ -391,7 +403,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   function onBus(message: LiveBusMessage): void {
     if (message.topic === 'agent') agentChanged(message);
     else {
-      for (const id of message.eventIds) pendingDeployments.add(id);
+      for (const id of message.eventIds) (message.deliveriesOnly ? pendingDeliveries : pendingDeployments).add(id);
       deploymentTimer ??= setTimeout(() => void flushDeployments(), COALESCE_MS);
     }
   }
@@ -500,6 +512,13 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     deploymentsChanged(eventIds: string[]): void {
       if (eventIds.length === 0) return;
       const message: LiveBusMessage = { type: 'live', topic: 'deployments', eventIds };
+      deps.bus.publish(message).catch(() => onBus(message));
+    },
+
+    /** Only deliveries of these events changed: no deployment, so nothing to read for the overview. */
+    deliveriesChanged(eventIds: string[]): void {
+      if (eventIds.length === 0) return;
+      const message: LiveBusMessage = { type: 'live', topic: 'deployments', eventIds, deliveriesOnly: true };
       deps.bus.publish(message).catch(() => onBus(message));
     },
 

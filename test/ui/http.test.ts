@@ -176,6 +176,32 @@ describe('one gateway behind a proxy', () => {
     await old.waitFor((f) => f.event === 'resync');
   });
 
+  test('an event page hears of an agent that got the push later (a replay) without a reload; the overview is sent nothing for a delivery alone', async () => {
+    const jar = await signedIn(gw.url, gw.adminToken);
+    const projectId = nextProjectId();
+    const path = `ui-live/replayed-${projectId}`;
+    const registered = await gw.createAgent(`late-${projectId}`, path);
+    const posted = await gw.postWebhook(pushBody({ path, projectId }));
+    const { eventId } = (await posted.json()) as { eventId: string };
+
+    const eventPage = await (await fetchWithJar(jar, `${gw.url}/ui/events/${eventId}`)).text();
+    expect(eventPage).not.toContain(`late-${projectId}`);
+    const liveUrl = /data-live-url="([^"]+)"/.exec(eventPage)![1]!.replaceAll('&amp;', '&');
+    const eventStream = await openSse(`${gw.url}${liveUrl}`, jar);
+    const overview = await openSse(`${gw.url}/ui/live?view=overview&new=1`, jar);
+    await Promise.all([eventStream, overview].map((s) => s.waitFor((f) => f.event === 'ready')));
+
+    const agent = await connectAgent(gw.wsUrl, registered.token);
+    await agent.subscribe([path], String(BigInt(eventId) - 1n));
+    await agent.waitFor((f) => f.type === 'push' && f.eventId === eventId);
+    const live = await eventStream.waitFor((f) => f.event === 'event-live' && JSON.parse(f.data).html.includes(`late-${projectId}`));
+    expect(JSON.parse(live.data).html).toContain('Delivered to 1 agent');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(overview.frames.filter((f) => f.event === 'deployments' && JSON.parse(f.data).id === eventId)).toEqual([]);
+    for (const s of [eventStream, overview]) s.close();
+    await agent.close();
+  });
+
   test('10,000 agents and 100,000 events: every page reads 50, paging and search work server-side', async () => {
     await queryInSchema(
       gw.schema,
