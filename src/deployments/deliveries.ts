@@ -47,6 +47,22 @@ const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
 const MAX_PENDING = 200_000;
 /** Rows per INSERT; a bigger flush is written in several. */
 const ROWS_PER_STATEMENT = 5_000;
+/** Agents locked by one transaction (each lock is a slot of Postgres's shared lock table). */
+const AGENTS_PER_TRANSACTION = 100;
+
+/** The deliveries of the first `n` agents among them, and the rest. */
+function splitAgents(deliveries: Delivery[], n: number): [Delivery[], Delivery[]] {
+  const agents = new Set<string>();
+  const first: Delivery[] = [];
+  const rest: Delivery[] = [];
+  for (const d of deliveries) {
+    if (agents.has(d.agentId) || agents.size < n) {
+      agents.add(d.agentId);
+      first.push(d);
+    } else rest.push(d);
+  }
+  return [first, rest];
+}
 
 /** Errors that retrying will not cure: the agent was deleted (foreign key), the data is refused. */
 export const isPermanent = (err: unknown) => ['23503', '22P02', '23514'].includes((err as { code?: string }).code ?? '');
@@ -116,9 +132,10 @@ export function createDeliveryWriter(deps: DeliveryWriterDeps) {
           unfollowed.push(...(await withObjects(unchecked[0]!)));
           unchecked.shift();
         }
-        if (unfollowed.length > 0) {
-          await follow(unfollowed);
-          unfollowed = [];
+        while (unfollowed.length > 0) {
+          const [batch, rest] = splitAgents(unfollowed, AGENTS_PER_TRANSACTION);
+          await follow(batch);
+          unfollowed = rest;
         }
         attempt = 0;
       } catch (err) {

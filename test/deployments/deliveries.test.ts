@@ -59,6 +59,28 @@ test('a push fanned out to more agents than one transaction records (250) is rec
   await Promise.all(agents.map((a) => a.close()));
 });
 
+test('a push to a project that 150 reporting agents deploy opens a deployment on each of them', { timeout: 60_000 }, async () => {
+  const project = newProject();
+  const before = newSha();
+  const reporting = [];
+  for (let i = 0; i < 150; i += 25) {
+    reporting.push(...(await Promise.all(Array.from({ length: 25 }, (_, j) => reportingAgent(gw, `many-${i + j}`, project)))));
+  }
+  for (const { reporter } of reporting) {
+    const source = gitRepository('app', { project: project.path, sha: before });
+    reporter.put(source, kustomization('apps', { source, applied: before })).full();
+  }
+  for (const { id } of reporting) {
+    await eventually(async () => (await gw.admin('GET', `/agents/${id}/objects`)).body.objects.length, (n) => n === 2);
+  }
+  const res = await gw.postWebhook(pushBody({ projectId: project.id, path: project.path, after: newSha(), visibility: 0 }));
+  const { eventId } = (await res.json()) as { eventId: string };
+  const event = await eventually(() => eventOf(gw, eventId), (e) => e.deployments.length === 150, 20_000);
+  expect(new Set(event.deployments.map((d) => d.agent.id))).toEqual(new Set(reporting.map((r) => r.id)));
+  expect(event.deployments.every((d) => d.state === 'pending')).toBe(true);
+  await Promise.all(reporting.map((r) => r.agent.close()));
+});
+
 test('a deleted agent is no longer listed among an event\'s deliveries; the others stay', async () => {
   const projectId = nextProjectId();
   const path = `group/deleted-${projectId}`;
