@@ -20,14 +20,13 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { inTransaction, lockAgents } from '../db/transaction.js';
+import { inTransaction, isPermanent, lockAgents } from '../db/transaction.js';
 import type { DeploymentTracker, TrackerOutcome } from '../deployments/tracker.js';
 import type { Presence } from '../fanout/presence.js';
 import type { Metrics } from '../metrics.js';
 import { ErrorCode, type ReportedObject, type StatusFrame } from '../protocol/kasgate-v1.js';
 import { objectKey } from '../deployments/matching.js';
 import { sleep } from '../gitlab/api/rate-limiter.js';
-import { isPermanent } from '../deployments/deliveries.js';
 import { markClosed, readObjects, upsertKnown, writeStatus, type StoredObject, type WriteResult } from './object-store.js';
 import { absorb, DELETED, StatusIntake, type StatusWork } from './status-intake.js';
 

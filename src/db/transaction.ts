@@ -42,3 +42,6 @@ export async function tryLockAgent(client: pg.PoolClient, agentId: string): Prom
   ]);
   return rows[0]?.locked === true;
 }
+
+/** Errors that retrying will not cure: the agent was deleted (foreign key), the data is refused. */
+export const isPermanent = (err: unknown) => ['23503', '22P02', '23514'].includes((err as { code?: string }).code ?? '');

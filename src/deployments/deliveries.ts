@@ -14,7 +14,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { candidateObjects } from '../cluster/object-store.js';
-import { inTransaction, lockAgents } from '../db/transaction.js';
+import { inTransaction, isPermanent, lockAgents } from '../db/transaction.js';
 import { sleep } from '../gitlab/api/rate-limiter.js';
 import type { Metrics } from '../metrics.js';
 import { emptyOutcome, type DeploymentTracker, type TrackerOutcome } from './tracker.js';
@@ -63,9 +63,6 @@ function splitAgents(deliveries: Delivery[], n: number): [Delivery[], Delivery[]
   }
   return [first, rest];
 }
-
-/** Errors that retrying will not cure: the agent was deleted (foreign key), the data is refused. */
-export const isPermanent = (err: unknown) => ['23503', '22P02', '23514'].includes((err as { code?: string }).code ?? '');
 
 /** event id → agent id → first delivered at (ms). */
 type Pending = Map<string, Map<string, number>>;
