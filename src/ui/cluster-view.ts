@@ -39,8 +39,13 @@ export interface DeliveryView {
 export interface DeploymentView {
   agent: { id: string; name: string };
   object: { kind: string; namespace: string; name: string };
+  /** The source it goes through. */
+  source?: { kind: string; namespace: string; name: string };
   state: DeploymentState;
   revision?: string | null;
+  /** Flux's Ready reason and message with the outcome (or why it was superseded or timed out). */
+  reason?: string | null;
+  message?: string | null;
   /** When the latest state was reached. */
   at: string;
   /** From the webhook's arrival to the outcome; null while there is none. */

@@ -240,15 +240,18 @@ describe('a push followed to the cluster', () => {
     await page.waitForURL(`${gw.url}/ui/events/${eventId}`);
     await mark(page);
     const step = page.locator('.timeline > li', { hasText: 'Kustomization flux-system/apps' });
-    expect(await step.locator('p').textContent()).toMatch(/^prod-eu: . pending/);
+    expect(await step.locator('p').first().textContent()).toMatch(/^prod-eu: . pending/);
+    expect(await step.textContent()).toContain('Waiting for GitRepository flux-system/app to fetch the commit.');
     await browser.screenshot(page, 'event-pending');
 
     // What Flux does: the source fetches the commit, then the Kustomization applies it.
     const fetched = gitRepository('app', { project: path, sha });
     reporter.update(fetched);
-    await expect.poll(() => step.locator('p').textContent(), { timeout: 5000 }).toMatch(/^prod-eu: . fetched/);
+    await expect.poll(() => step.locator('p').first().textContent(), { timeout: 5000 }).toMatch(/^prod-eu: . fetched/);
+    expect(await step.textContent()).toContain('GitRepository flux-system/app has it; waiting for Kustomization flux-system/apps to apply it.');
     reporter.update(kustomization('apps', { source: fetched, applied: sha }));
-    await expect.poll(() => step.locator('p').textContent(), { timeout: 5000 }).toMatch(/^prod-eu: . applied after \d/);
+    await expect.poll(() => step.locator('p').first().textContent(), { timeout: 5000 }).toMatch(/^prod-eu: . applied after \d/);
+    expect(await step.textContent()).toContain('ReconciliationSucceeded: Applied revision: main@sha1:');
     expect(await step.locator('.substeps li').allTextContents()).toEqual([
       expect.stringMatching(/^. pending \d{4}-/),
       expect.stringMatching(/^. fetched \d{4}-/),

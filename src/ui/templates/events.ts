@@ -124,6 +124,15 @@ ${at ? html`<time datetime="${at}" class="step-time">${utc(at)}</time>` : ''}
 </li>`;
 }
 
+/** What an open deployment waits for; for an outcome, what Flux said. */
+function deploymentDetail(d: DeploymentView): Html | string {
+  const source = d.source ? `${d.source.kind} ${d.source.namespace}/${d.source.name}` : 'its source';
+  if (d.state === 'pending') return html`<p class="muted">Waiting for ${source} to fetch the commit.</p>`;
+  if (d.state === 'fetched') return html`<p class="muted">${source} has it; waiting for ${d.object.kind} ${d.object.namespace}/${d.object.name} to apply it.</p>`;
+  const said = [d.reason, d.message].filter(Boolean).join(': ');
+  return said ? html`<p>${said}</p>` : '';
+}
+
 /** The event page's live part: deliveries and deployments, after the fixed "received" step. */
 export function eventTimeline(e: EventView, deliveries: DeliveryView[], deployments: DeploymentView[], clusterEnabled: boolean): Html {
   const delivered =
@@ -148,6 +157,7 @@ ${deployments.map((d) =>
     html`<p><a href="${agentHref(d.agent.id)}">${d.agent.name}</a>: ${stateBadge(d.state)}${
       d.latencyMs !== null ? html` after ${duration(d.latencyMs)}` : ''
     }${d.revision ? html` · revision <span class="mono">${d.revision}</span>` : ''}</p>
+${deploymentDetail(d)}
 <ol class="substeps">${d.timeline.map((t) => html`<li>${stateBadge(t.state)} <time datetime="${t.at}">${utc(t.at)}</time></li>`)}</ol>`,
     STATE_TONE[d.state],
   ),
