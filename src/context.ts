@@ -184,19 +184,15 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     });
     closers.push(() => events.close());
 
+    // A webhook waits for the store a little longer than one query may take, then answers 503.
+    const deadlineMs = config.dbTimeoutMs + 300;
     const ingest = createWebhookIngest({
       verifier: createWebhookVerifier(secrets.webhookSecrets, config.webhookSigningKeys),
       events,
       metrics,
-      deadlineMs: config.dbTimeoutMs + 300,
+      deadlineMs,
     });
-    const registryIngest = createRegistryIngest({
-      secrets: config.registrySecrets,
-      events,
-      projects,
-      metrics,
-      deadlineMs: config.dbTimeoutMs + 300,
-    });
+    const registryIngest = createRegistryIngest({ secrets: config.registrySecrets, events, projects, metrics, deadlineMs });
 
     const changes = createChangeFeed();
     const gitlabApi = config.gitlab

@@ -6,24 +6,13 @@
 import { answerBudget, appendWithin, deadlineFrom } from '../events/append-within.js';
 import type { EventLog } from '../events/event-log.js';
 import type { NewEvent } from '../events/event.js';
-import { header, isJsonMediaType, parseJsonObject } from '../http/json-body.js';
-import {
-  acceptedAnswer,
-  errorAnswer,
-  ignoredAnswer,
-  storeFailedAnswer,
-  type ErrorStatus,
-  type WebhookAnswer,
-} from '../http/webhook-answer.js';
+import { header, isJsonMediaType, parseJsonObject, type RequestHeaders } from '../http/json-body.js';
+import { countedAnswers, type WebhookAnswer } from '../http/webhook-answer.js';
 import type { Metrics } from '../metrics.js';
 import { classifyHook, type HookKind } from './classify.js';
 import { parsePipeline } from './pipeline-payload.js';
 import { parsePush, parseRepositoryUpdate, type Arrived, type ParsedEvents } from './push-payload.js';
 import type { WebhookVerifier } from './verify.js';
-
-export type IngestAnswer = WebhookAnswer;
-
-type Headers = Record<string, string | string[] | undefined>;
 
 const MAX_KEY_LENGTH = 255;
 
@@ -34,7 +23,7 @@ const MAX_KEY_LENGTH = 255;
  * id is shared by every hook of one webhook-triggered chain (a bot pushing in answer to a
  * webhook), so keying on it would drop distinct pushes.
  */
-function deliveryKey(headers: Headers): { ok: true; key: string | null } | { ok: false; message: string } {
+function deliveryKey(headers: RequestHeaders): { ok: true; key: string | null } | { ok: false; message: string } {
   for (const [name, label] of [
     ['idempotency-key', 'Idempotency-Key'],
     ['webhook-id', 'webhook-id'],
@@ -66,48 +55,34 @@ export function createWebhookIngest(deps: {
   /** Answer 503 once this long has passed since the webhook arrived (GitLab's whole budget is 10 s). */
   deadlineMs: number;
 }) {
-  function fail(status: ErrorStatus, code: string, message: string, kind = 'unknown'): WebhookAnswer {
-    deps.metrics.webhooks.inc({ kind, outcome: code });
-    return errorAnswer(status, code, message);
-  }
+  const answers = countedAnswers(deps.metrics);
+  const budgetMs = answerBudget(deps.deadlineMs);
 
-  return async function ingest(headers: Headers, rawBody: Buffer, startedAt = process.hrtime.bigint()): Promise<WebhookAnswer> {
+  return async function ingest(headers: RequestHeaders, rawBody: Buffer, startedAt = process.hrtime.bigint()): Promise<WebhookAnswer> {
     const verdict = deps.verifier.verify(headers, rawBody);
-    if (!verdict.ok) return fail(401, verdict.code, verdict.message);
+    if (!verdict.ok) return answers.fail('unknown', 401, verdict.code, verdict.message);
 
     if (!isJsonMediaType(header(headers, 'content-type'))) {
-      return fail(415, 'unsupported_media_type', 'Content-Type: must be application/json');
+      return answers.fail('unknown', 415, 'unsupported_media_type', 'Content-Type: must be application/json');
     }
     const parsedBody = parseJsonObject(rawBody);
-    if (!parsedBody.ok) return fail(400, parsedBody.code, parsedBody.message);
+    if (!parsedBody.ok) return answers.fail('unknown', 400, parsedBody.code, parsedBody.message);
 
     const hook = classifyHook(header(headers, 'x-gitlab-event'), parsedBody.body);
-    if ('ignored' in hook) {
-      deps.metrics.webhooks.inc({ kind: 'other', outcome: 'ignored' });
-      return ignoredAnswer(hook.ignored);
-    }
+    if ('ignored' in hook) return answers.ignored('other', hook.ignored);
 
     const key = deliveryKey(headers);
-    if (!key.ok) return fail(400, 'invalid_idempotency_key', key.message, hook.kind);
+    if (!key.ok) return answers.fail(hook.kind, 400, 'invalid_idempotency_key', key.message);
     const parsed = parseHook(hook.kind, parsedBody.body, { receivedAt: new Date(), deliveryKey: key.key });
-    if (parsed.ok === false) return fail(400, 'invalid_payload', parsed.message, hook.kind);
-    if (parsed.ok === 'ignored') {
-      deps.metrics.webhooks.inc({ kind: hook.kind, outcome: 'ignored' });
-      return ignoredAnswer(parsed.reason);
-    }
+    if (parsed.ok === false) return answers.fail(hook.kind, 400, 'invalid_payload', parsed.message);
+    if (parsed.ok === 'ignored') return answers.ignored(hook.kind, parsed.reason);
 
-    let results;
     try {
-      results = await appendWithin(deps.events, parsed.events, deadlineFrom(startedAt, answerBudget(deps.deadlineMs)));
+      const results = await appendWithin(deps.events, parsed.events, deadlineFrom(startedAt, budgetMs));
+      return answers.stored(hook.kind, results, startedAt);
     } catch (err) {
-      const answer = storeFailedAnswer(err);
-      if ('error' in answer) deps.metrics.webhooks.inc({ kind: hook.kind, outcome: answer.error.code });
-      return answer;
+      return answers.storeFailed(hook.kind, err);
     }
-    const answer = acceptedAnswer(results);
-    deps.metrics.webhooks.inc({ kind: hook.kind, outcome: answer.body.duplicate ? 'duplicate' : 'accepted' });
-    deps.metrics.ingestDuration.observe(Number(process.hrtime.bigint() - startedAt) / 1e9);
-    return answer;
   };
 }
 

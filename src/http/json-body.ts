@@ -26,7 +26,10 @@ export function parseJsonObject(rawBody: Buffer): ParsedBody {
 }
 
 /** A header's first value. */
-export function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+/** Request headers as node gives them (lower-cased names). */
+export type RequestHeaders = Record<string, string | string[] | undefined>;
+
+export function header(headers: RequestHeaders, name: string): string | undefined {
   const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
 }

@@ -7,22 +7,13 @@
 import { answerBudget, appendWithin, deadlineFrom } from '../events/append-within.js';
 import type { EventLog } from '../events/event-log.js';
 import type { RegistryArtifactEvent } from '../events/event.js';
-import { header, isJsonMediaType, parseJsonObject } from '../http/json-body.js';
+import { header, isJsonMediaType, parseJsonObject, type RequestHeaders } from '../http/json-body.js';
 import { secretSet } from '../http/secret-match.js';
-import {
-  acceptedAnswer,
-  errorAnswer,
-  ignoredAnswer,
-  storeFailedAnswer,
-  type ErrorStatus,
-  type WebhookAnswer,
-} from '../http/webhook-answer.js';
+import { countedAnswers, type ErrorStatus, type WebhookAnswer } from '../http/webhook-answer.js';
 import type { Metrics } from '../metrics.js';
 import type { ProjectStore } from '../projects/project-store.js';
 import { parseEnvelope, type TaggedPushEvent } from './envelope.js';
 import { resolveProjects } from './project-resolution.js';
-
-type Headers = Record<string, string | string[] | undefined>;
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
@@ -35,13 +26,12 @@ export function createRegistryIngest(deps: {
   deadlineMs: number;
 }) {
   const secrets = secretSet(deps.secrets);
+  const answers = countedAnswers(deps.metrics);
+  const budgetMs = answerBudget(deps.deadlineMs);
+  const fail = (status: ErrorStatus, code: string, message: string) => answers.fail('registry', status, code, message);
+  const ignored = (reason: string) => answers.ignored('registry', reason);
 
-  function fail(status: ErrorStatus, code: string, message: string): WebhookAnswer {
-    deps.metrics.webhooks.inc({ kind: 'registry', outcome: code });
-    return errorAnswer(status, code, message);
-  }
-
-  function authenticate(headers: Headers): WebhookAnswer | undefined {
+  function authenticate(headers: RequestHeaders): WebhookAnswer | undefined {
     const presented = header(headers, 'authorization');
     if (secrets.size === 0) return fail(401, 'not_configured', 'no registry secret is configured (KASGATE_REGISTRY_SECRETS)');
     if (presented === undefined) {
@@ -51,12 +41,7 @@ export function createRegistryIngest(deps: {
     return undefined;
   }
 
-  function ignored(reason: string): WebhookAnswer {
-    deps.metrics.webhooks.inc({ kind: 'registry', outcome: 'ignored' });
-    return ignoredAnswer(reason);
-  }
-
-  return async function ingest(headers: Headers, rawBody: Buffer, startedAt = process.hrtime.bigint()): Promise<WebhookAnswer> {
+  return async function ingest(headers: RequestHeaders, rawBody: Buffer, startedAt = process.hrtime.bigint()): Promise<WebhookAnswer> {
     const refused = authenticate(headers);
     if (refused) return refused;
     if (!isJsonMediaType(header(headers, 'content-type'))) {
@@ -76,7 +61,7 @@ export function createRegistryIngest(deps: {
     ].filter(Boolean);
     if (pushes.length === 0) return ignored(`nothing in the envelope changes a tag: ${notCounted.join(', ')}`);
 
-    const deadline = deadlineFrom(startedAt, answerBudget(deps.deadlineMs));
+    const deadline = deadlineFrom(startedAt, budgetMs);
     const receivedAt = new Date();
     let events: RegistryArtifactEvent[];
     let unknown: TaggedPushEvent[];
@@ -112,15 +97,10 @@ export function createRegistryIngest(deps: {
         return ignored(`no known project for repository ${repositories}${notCounted.length > 0 ? `; ${notCounted.join(', ')}` : ''}`);
       }
       const results = await appendWithin(deps.events, events, deadline);
-      const answer = acceptedAnswer(results);
       for (const result of results) deps.metrics.registryEvents.inc({ outcome: result.duplicate ? 'duplicate' : 'accepted' });
-      deps.metrics.webhooks.inc({ kind: 'registry', outcome: answer.body.duplicate ? 'duplicate' : 'accepted' });
-      deps.metrics.ingestDuration.observe(Number(process.hrtime.bigint() - startedAt) / 1e9);
-      return answer;
+      return answers.stored('registry', results, startedAt);
     } catch (err) {
-      const answer = storeFailedAnswer(err);
-      if ('error' in answer) deps.metrics.webhooks.inc({ kind: 'registry', outcome: answer.error.code });
-      return answer;
+      return answers.storeFailed('registry', err);
     }
   };
 }
