@@ -60,7 +60,7 @@ const FASTIFY_CLIENT_ERRORS: Record<string, { status: number; code: string; mess
 };
 
 /** ioredis' ways of saying Redis is away (with the offline queue off, commands fail fast). */
-function isRedisUnavailable(err: Error): boolean {
+export function isRedisUnavailable(err: Error): boolean {
   return (
     err.name === 'MaxRetriesPerRequestError' ||
     /Stream isn't writeable|Connection is closed|Command timed out|Reached the max retries/.test(err.message)

@@ -29,6 +29,20 @@ const toProject = (row: ProjectRow): Project => ({
 });
 
 export function createProjectStore(pool: pg.Pool) {
+  /**
+   * The projects last seen at any of these (lower-cased) paths: for each path the one seen most
+   * recently (a path freed by a rename or transfer may have had another project before).
+   */
+  async function findByPaths(paths: string[]): Promise<Project[]> {
+    if (paths.length === 0) return [];
+    const { rows } = await pool.query<ProjectRow>(
+      `SELECT DISTINCT ON (lower(path)) id, path, visibility, default_branch, last_event_id, updated_at FROM projects
+       WHERE lower(path) = ANY($1::text[]) ORDER BY lower(path), updated_at DESC`,
+      [paths],
+    );
+    return rows.map(toProject);
+  }
+
   return {
     /** By numeric id, or by path in any case. */
     async find(idOrPath: string): Promise<Project | undefined> {
@@ -42,28 +56,11 @@ export function createProjectStore(pool: pg.Pool) {
       return row && toProject(row);
     },
 
-    /**
-     * The projects last seen at any of these (lower-cased) paths: for each path the one seen most
-     * recently (a path freed by a rename or transfer may have had another project before).
-     */
-    async findByPaths(paths: string[]): Promise<Project[]> {
-      if (paths.length === 0) return [];
-      const { rows } = await pool.query<ProjectRow>(
-        `SELECT DISTINCT ON (lower(path)) id, path, visibility, default_branch, last_event_id, updated_at FROM projects
-         WHERE lower(path) = ANY($1::text[]) ORDER BY lower(path), updated_at DESC`,
-        [paths],
-      );
-      return rows.map(toProject);
-    },
+    findByPaths,
 
     /** Last known visibility of each (lower-cased) path that has been seen. */
     async visibilities(paths: string[]): Promise<Map<string, number | null>> {
-      if (paths.length === 0) return new Map();
-      const { rows } = await pool.query<{ path: string; visibility: number | null }>(
-        'SELECT DISTINCT ON (lower(path)) lower(path) AS path, visibility FROM projects WHERE lower(path) = ANY($1::text[]) ORDER BY lower(path), updated_at DESC',
-        [paths],
-      );
-      return new Map(rows.map((r) => [r.path, r.visibility]));
+      return new Map((await findByPaths(paths)).map((p) => [p.path.toLowerCase(), p.visibility]));
     },
   };
 }

@@ -3,7 +3,6 @@
  * token. Everything here is encapsulated: cookies, sessions, CSRF, form bodies, security headers
  * and server-sent events apply to /ui only, and none of it is in the OpenAPI document.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -16,7 +15,8 @@ import sseModule, { type fastifySSE } from '@fastify/sse';
 import { isUuid } from '../agents/agent-store.js';
 import { isStoreUnavailable } from '../db/pool.js';
 import type { ConnectionRecord } from '../fanout/presence.js';
-import { HttpError } from '../http/errors.js';
+import { HttpError, isRedisUnavailable } from '../http/errors.js';
+import { secretSet } from '../http/secret-match.js';
 import { loadAssets } from './assets.js';
 import type { Html } from './html.js';
 import type { LiveClient, LiveView } from './live-feed.js';
@@ -35,8 +35,6 @@ const SESSION_COOKIE = 'kasgate_session';
 const CSRF_COOKIE = 'kasgate_csrf';
 const PAGE_SIZE = 50;
 const REFUSED = 'That is not the admin token.';
-
-const digest = (value: string) => createHash('sha256').update(value).digest();
 
 /** A local /ui path to return to after sign-in, or /ui: never another host. */
 export function safeNext(next: string | undefined): string {
@@ -73,7 +71,7 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
   const ttlMs = ctx.config.uiSessionTtlMs;
   const assets = loadAssets();
   const queries = createStatusQueries(ctx.pool);
-  const expectedToken = digest(ctx.adminToken);
+  const adminToken = secretSet([ctx.adminToken]);
   const store: SessionStore = ctx.redis
     ? createRedisSessionStore(ctx.redis, ctx.config.redisPrefix, ttlMs)
     : new session.MemoryStore();
@@ -175,7 +173,7 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
       const title = status === 404 ? 'Not found' : status === 400 ? 'Bad request' : 'Cannot show this';
       return sendPage(reply, status, title, errorBody({ title, message, signedIn: signedIn(request) }));
     }
-    const unavailable = isStoreUnavailable(err) || /Stream isn't writeable|Connection is closed|Command timed out|max retries/i.test(err.message);
+    const unavailable = isStoreUnavailable(err) || isRedisUnavailable(err);
     if (unavailable) {
       request.log.warn({ err: err.message }, 'status page: a store is unavailable');
       return sendPage(reply.header('retry-after', '5'), 503, 'Unavailable', errorBody({
@@ -253,7 +251,7 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
         void reply.header('retry-after', String(seconds));
         return loginPage(reply, 429, { next, error: `Too many failed sign-ins from your address. Try again in ${seconds} s.` });
       }
-      if (!timingSafeEqual(digest(token), expectedToken)) {
+      if (!adminToken.has(token)) {
         ctx.metrics.authFailures.inc();
         await signInLimit(request);
         request.log.info({ ip: request.ip }, 'status page: sign-in refused');
