@@ -29,8 +29,8 @@ import { objectKey } from '../deployments/matching.js';
 import { sleep } from '../gitlab/api/rate-limiter.js';
 import { markClosed, readObjects, upsertKnown, writeStatus, type StoredObject, type WriteResult } from './object-store.js';
 import { absorb, DELETED, StatusIntake, type StatusWork } from './status-intake.js';
+import { BOUNDED_RETRIES, retryDelayMs } from '../lib/retry-delay.js';
 
-const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
 /** After its socket closed, a connection's last status is still written for this long. */
 const CLOSED_GRACE_MS = 15_000;
 /** Agents per transaction (each agent's lock is a slot of Postgres's shared lock table). */
@@ -224,7 +224,7 @@ export function createClusterState(deps: ClusterStateDeps) {
       log.warn({ agentId: queue.agentId, err: (err as Error).message, retry }, 'agent writes failed');
     }
     for (const { connection } of taken.statuses) if (!queue.connections.has(connection)) connection.finish();
-    const delay = retry ? RETRY_DELAYS_MS[Math.min(queue.attempt++, RETRY_DELAYS_MS.length - 1)]! : 0;
+    const delay = retry ? retryDelayMs(queue.attempt++) : 0;
     const release = () => {
       queue.inFlight = false;
       if (queue.connections.size > 0) schedule(queue);
@@ -331,7 +331,7 @@ export function createClusterState(deps: ClusterStateDeps) {
         deps.onWritten([], outcome);
       },
       (err: unknown) => {
-        const delay = RETRY_DELAYS_MS[attempt];
+        const delay = attempt < BOUNDED_RETRIES ? retryDelayMs(attempt) : undefined;
         log.warn({ err: (err as Error).message, agents: only.length, retry: delay !== undefined }, 'deployments of new objects not checked again');
         if (delay !== undefined && !isPermanent(err)) setTimeout(() => recheckFresh(only, attempt + 1), delay).unref();
       },

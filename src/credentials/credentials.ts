@@ -22,7 +22,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { AgentStore } from '../agents/agent-store.js';
+import { isUuid, type AgentStore } from '../agents/agent-store.js';
 import type { FluxAccessEntry, FluxAccessSource } from '../agents/config-file/flux-access.js';
 import type { Bus } from '../fanout/bus.js';
 import type { AgentSession } from '../fanout/agent-session.js';
@@ -318,7 +318,7 @@ export function startCredentials(options: CredentialsOptions) {
 
     /** The agent's answer to a credentials frame. */
     async received(agentId: string, frame: CredentialsAppliedFrame | CredentialsFailedFrame): Promise<void> {
-      if (!api || !/^[0-9a-f-]{36}$/i.test(frame.id)) return;
+      if (!api || !isUuid(frame.id)) return;
       if (frame.type === 'credentials_applied') {
         if (await store.markApplied(agentId, frame.id)) {
           options.metrics.deployTokens.inc({ event: 'applied' });

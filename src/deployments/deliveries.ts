@@ -19,6 +19,7 @@ import { sleep } from '../gitlab/api/rate-limiter.js';
 import type { Metrics } from '../metrics.js';
 import { emptyOutcome, type DeploymentTracker, type TrackerOutcome } from './tracker.js';
 import { readTriggerEvents } from './trigger-events.js';
+import { retryDelayMs } from '../lib/retry-delay.js';
 
 export interface Delivery {
   eventId: string;
@@ -42,7 +43,6 @@ export interface DeliveryWriterDeps {
   onWritten(outcome: TrackerOutcome): void;
 }
 
-const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
 /** Beyond this many unwritten deliveries (Postgres away for long), new ones are not recorded. */
 const MAX_PENDING = 200_000;
 /** Rows per INSERT; a bigger flush is written in several. */
@@ -137,7 +137,7 @@ export function createDeliveryWriter(deps: DeliveryWriterDeps) {
         attempt = 0;
       } catch (err) {
         metrics.statusWriteFailures.inc();
-        const delay = RETRY_DELAYS_MS[Math.min(attempt++, RETRY_DELAYS_MS.length - 1)]!;
+        const delay = retryDelayMs(attempt++);
         log.warn({ err: (err as Error).message, retryInMs: delay }, 'deliveries not written; retrying');
         if (closed) return;
         await sleep(delay);

@@ -4,7 +4,7 @@
  * id order, so the agent sees no gap and no reordering between stored and live events.
  */
 import type { WebSocket } from 'ws';
-import { isGranted, mayReceive, normalizePath, subscriptionAccess, type AgentAccess } from '../agents/access-rule.js';
+import { isGranted, isPublic as isPublicVisibility, isWellFormedPath, normalizePath, subscriptionAccess, type AgentAccess } from '../agents/access-rule.js';
 import { CloseCode, type ServerFrame } from '../protocol/kasgate-v1.js';
 import type { StoredEvent } from '../events/event.js';
 import type { ConnectionRecord } from './presence.js';
@@ -180,8 +180,10 @@ export class AgentSession {
     return [...this.projects].map(([lower, path]) => ({ path, access: subscriptionAccess(this.access, lower, visibility.get(lower)) }));
   }
 
+  /** The access rule for a replayed event, through the same granted paths the live path uses. */
   mayReceive(event: StoredEvent): boolean {
-    return this.projects.has(normalizePath(event.projectPath)) && mayReceive(this.access, event);
+    const lower = normalizePath(event.projectPath);
+    return this.projects.has(lower) && isWellFormedPath(event.projectPath) && (isPublicVisibility(event.visibility) || this.grantedPaths.has(lower));
   }
 
   /** Writes a control frame; one that does not read them (subscribed answers, errors) is cut like a slow consumer. */

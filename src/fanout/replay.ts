@@ -13,9 +13,9 @@ import type { DeliveryRecorder } from '../deployments/deliveries.js';
 import type { Metrics } from '../metrics.js';
 import type { AgentSession } from './agent-session.js';
 import { frameBytes } from './frames.js';
+import { retryDelayMs } from '../lib/retry-delay.js';
 
 const PAGE = 500;
-const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
 
 export interface ReplayDeps {
   events: Pick<EventLog, 'readAfter' | 'prunedThrough' | 'highestId' | 'countDeliveries'>;
@@ -34,7 +34,7 @@ export async function whileOpen<T>(
     try {
       return await read();
     } catch (err) {
-      const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
+      const delay = retryDelayMs(attempt);
       deps.log.warn({ err: (err as Error).message, connectionId: session.id.connectionId, retryInMs: delay }, 'replay read failed');
       await new Promise((resolve) => setTimeout(resolve, delay));
     }

@@ -213,8 +213,8 @@ function openSession(ctx: AppContext, ws: WebSocket, token: AuthenticatedToken, 
       return;
     }
     log.info({ ...where(), agentName: session.id.agentName, remoteAddress }, 'agent connected');
-    // Deploy tokens still waiting for this agent (made while it was away, or unanswered).
-    ctx.credentials.connected(session);
+    // Deploy tokens still waiting for this agent (made while it was away, or unanswered); none without flux_access.
+    if (token.fluxAccess?.entries.length) ctx.credentials.connected(session);
   });
 
   const reject = (code: string, message: string) => {
