@@ -265,9 +265,8 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     closers.push(() => sweeper.stop());
     const deployments = createDeploymentStore(backgroundPool);
     const clusterView: ClusterView = {
-      enabled: true,
       objectsOf: (agentId) => cluster.objectsOf(agentId),
-      deliveriesOf: async (eventId) => (await deployments.forEvent(eventId)).deliveries,
+      deliveriesOf: (eventId) => deployments.deliveriesOf(eventId),
       deploymentsOf: (eventIds) => deployments.forEvents(eventIds),
     };
     // Deployments this replica changed: one bus message, and every replica's page re-reads them.

@@ -88,23 +88,29 @@ export function createDeploymentStore(pool: pg.Pool) {
     return rows;
   }
 
+  /** One event's deliveries, by agent name. */
+  async function deliveriesOf(eventId: string): Promise<Delivery[]> {
+    const { rows } = await pool.query<{ agent_id: string; agent_name: string; delivered_at: Date }>(
+      `SELECT d.agent_id, a.name AS agent_name, d.delivered_at FROM event_deliveries d JOIN agents a ON a.id = d.agent_id
+       WHERE d.event_id = $1 ORDER BY a.name`,
+      [eventId],
+    );
+    return rows.map((r) => ({ agent: { id: r.agent_id, name: r.agent_name }, at: r.delivered_at.toISOString() }));
+  }
+
   return {
-    /** One event's deliveries (by agent name) and deployments. */
+    /**
+     * One event's deliveries and deployments. Deployments first, then deliveries: a deployment
+     * commits with or after its delivery, so whatever deployment this shows, its delivery is shown
+     * too (read side by side, a commit between the two reads could show a pending deployment of an
+     * agent with no delivery). Readers of the two halves keep that order.
+     */
     async forEvent(eventId: string): Promise<EventDeployments> {
-      // Deployments first, then deliveries: a deployment commits with its delivery, so whatever
-      // deployment this answer shows, its delivery is shown too (read side by side, a commit
-      // between the two reads could show a pending deployment of an agent with no delivery).
-      const deployments = await deploymentsOf([eventId]);
-      const deliveries = await pool.query<{ agent_id: string; agent_name: string; delivered_at: Date }>(
-        `SELECT d.agent_id, a.name AS agent_name, d.delivered_at FROM event_deliveries d JOIN agents a ON a.id = d.agent_id
-         WHERE d.event_id = $1 ORDER BY a.name`,
-        [eventId],
-      );
-      return {
-        deliveries: deliveries.rows.map((r) => ({ agent: { id: r.agent_id, name: r.agent_name }, at: r.delivered_at.toISOString() })),
-        deployments: deployments.map(toDeployment),
-      };
+      const deployments = (await deploymentsOf([eventId])).map(toDeployment);
+      return { deliveries: await deliveriesOf(eventId), deployments };
     },
+
+    deliveriesOf,
 
     /** The deployments of several events (a page of the event list), by event id; events without any are absent. */
     async forEvents(eventIds: string[]): Promise<Map<string, Deployment[]>> {

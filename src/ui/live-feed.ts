@@ -144,7 +144,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
 
   function rowOf(entry: EventEntry): string {
     const view: EventView = { ...entry.event, deliveredCount: entry.deliveredCount };
-    entry.row ??= eventRow(view, { enabled: deps.cluster().enabled, deployments: entry.deployments }).value;
+    entry.row ??= eventRow(view, entry.deployments).value;
     return entry.row;
   }
 
@@ -346,7 +346,6 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     const delivered = [...pendingDeliveries].filter((id) => !pendingDeployments.has(id));
     pendingDeployments.clear();
     pendingDeliveries.clear();
-    if (!deps.cluster().enabled) return;
     try {
       for (const id of delivered) {
         const change: ChangeEntry = { at: Date.now(), key: `deliver:${id}`, change: { topic: 'deliveries', eventId: id } };
@@ -391,11 +390,10 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   async function eventLiveFrame(id: string, deployments?: DeploymentView[]): Promise<LiveFrame | undefined> {
     const event = await deps.queries.event(id);
     if (!event) return undefined;
-    const [deliveries, current] = await Promise.all([
-      deps.cluster().deliveriesOf(id),
-      deployments ?? deps.cluster().deploymentsOf([id]).then((m) => m.get(id) ?? []),
-    ]);
-    return frame('event-live', { id, html: eventTimeline(event, deliveries, current, deps.cluster().enabled).value });
+    // Deployments before deliveries (deployment-store.ts forEvent says why).
+    const current = deployments ?? (await deps.cluster().deploymentsOf([id])).get(id) ?? [];
+    const deliveries = await deps.cluster().deliveriesOf(id);
+    return frame('event-live', { id, html: eventTimeline(event, deliveries, current).value });
   }
 
   // --- the bus ------------------------------------------------------------------------------

@@ -303,7 +303,7 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
       queries.events(q.project, { before: q.events_before, after: q.events_after }, PAGE_SIZE),
     ]);
     const connections = await connectionsOf(agents.items.map((a) => a.id));
-    const deployments = ctx.clusterView.enabled ? await ctx.clusterView.deploymentsOf(events.items.map((e) => e.id)) : new Map();
+    const deployments = await ctx.clusterView.deploymentsOf(events.items.map((e) => e.id));
     const rows: AgentStateView[] = agents.items.map((a, i) => ({
       id: a.id,
       name: a.name,
@@ -317,7 +317,6 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
       agents: { rows, total, hasPrevious: agents.hasPrevious, hasNext: agents.hasNext },
       events: { rows: events.items, hasPrevious: events.hasPrevious, hasNext: events.hasNext },
       deployments,
-      clusterEnabled: ctx.clusterView.enabled,
       presenceUnavailable: connections === undefined,
     });
     const liveParams = new URLSearchParams(live.split('?')[1]);
@@ -336,7 +335,7 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
       ctx.agents.getGrants(agent.id),
       ctx.tokens.list(agent.id),
       connectionsOf([agent.id]),
-      ctx.clusterView.enabled ? ctx.clusterView.objectsOf(agent.id) : undefined,
+      ctx.clusterView.objectsOf(agent.id),
       ctx.credentials.list(agent.id),
     ]);
     const lastConnectedAt = tokens.map((t) => t.lastUsedAt).filter((t): t is string => t !== null).sort().at(-1) ?? null;
@@ -357,9 +356,9 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
     const event = await queries.event(request.params.id);
     if (!event) throw new HttpError(404, 'not_found', 'There is no event with this id (retention may have removed it).');
     // Deployments before deliveries, as GET /api/v1/events/{id} reads them: each deployment shown has its delivery shown.
-    const deployments = ctx.clusterView.enabled ? ((await ctx.clusterView.deploymentsOf([event.id])).get(event.id) ?? []) : [];
+    const deployments = (await ctx.clusterView.deploymentsOf([event.id])).get(event.id) ?? [];
     const deliveries = await ctx.clusterView.deliveriesOf(event.id);
-    const body = eventBody({ event, deliveries, deployments, clusterEnabled: ctx.clusterView.enabled });
+    const body = eventBody({ event, deliveries, deployments });
     return sendPage(reply, 200, `Event #${event.id}`, body, { live });
   });
 

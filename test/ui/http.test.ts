@@ -297,7 +297,6 @@ describe('cluster state, once it is wired in', () => {
       timeline: [{ state: 'pending' as const, at: new Date().toISOString() }],
     });
     const cluster: ClusterView = {
-      enabled: true,
       objectsOf: async () => ({
         objects: [{ kind: 'GitRepository', namespace: 'flux-system', name: 'app', ready: 'False', reason: 'AuthFailed', message: 'bad <creds>', revision: null }],
         truncated: false,

@@ -71,7 +71,7 @@ export function latencyCell(deployments: DeploymentView[] | undefined): Html {
   return html`${duration(Math.max(...done.map((d) => d.latencyMs!)))}`;
 }
 
-export function eventRow(e: EventView, cluster: { enabled: boolean; deployments?: DeploymentView[] }): Html {
+export function eventRow(e: EventView, deployments: DeploymentView[] | undefined): Html {
   return html`<tr data-event-id="${e.id}">
 <th scope="row"><a href="${eventHref(e.id)}">#${e.id}</a></th>
 <td class="path">${e.projectPath}</td>
@@ -80,16 +80,15 @@ export function eventRow(e: EventView, cluster: { enabled: boolean; deployments?
 <td>${kindLabel(e)}</td>
 <td>${time(e.receivedAt)}</td>
 <td class="num" data-cell="delivered">${deliveredText(e.deliveredCount)}</td>
-${
-  cluster.enabled
-    ? html`<td data-cell="deployments">${deploymentsCell(cluster.deployments)}</td><td class="num" data-cell="latency">${latencyCell(cluster.deployments)}</td>`
-    : ''
-}
+<td data-cell="deployments">${deploymentsCell(deployments)}</td><td class="num" data-cell="latency">${latencyCell(deployments)}</td>
 </tr>`;
 }
 
-export function eventsEmptyRow(searching: boolean, columns: number): Html {
-  return html`<tr class="empty"><td colspan="${columns}">${
+/** The events table's columns (an empty table's one cell spans them). */
+const EVENT_COLUMNS = 9;
+
+export function eventsEmptyRow(searching: boolean): Html {
+  return html`<tr class="empty"><td colspan="${EVENT_COLUMNS}">${
     searching
       ? 'No event matches this search.'
       : html`No events yet. Point a GitLab webhook at <code>/webhooks/gitlab</code> and push.`
@@ -98,19 +97,16 @@ export function eventsEmptyRow(searching: boolean, columns: number): Html {
 
 export function eventsTable(
   rows: EventView[],
-  o: { searching: boolean; caption: string; clusterEnabled: boolean; deployments: Map<string, DeploymentView[]> },
+  o: { searching: boolean; caption: string; deployments: Map<string, DeploymentView[]> },
 ): Html {
-  const columns = o.clusterEnabled ? 9 : 7;
   return html`<div class="table-wrap" role="region" aria-labelledby="events-caption" tabindex="0">
 <table id="events-table">
 <caption id="events-caption">${o.caption}</caption>
-<thead><tr><th scope="col">Event</th><th scope="col">Project</th><th scope="col">Ref</th><th scope="col">Commit</th><th scope="col">Kind</th><th scope="col">Received</th><th scope="col" class="num">Delivered to</th>${
-    o.clusterEnabled ? html`<th scope="col">Deployments</th><th scope="col" class="num">Latency</th>` : ''
-  }</tr></thead>
+<thead><tr><th scope="col">Event</th><th scope="col">Project</th><th scope="col">Ref</th><th scope="col">Commit</th><th scope="col">Kind</th><th scope="col">Received</th><th scope="col" class="num">Delivered to</th><th scope="col">Deployments</th><th scope="col" class="num">Latency</th></tr></thead>
 <tbody id="events-rows" aria-live="polite" aria-relevant="additions">${
     rows.length
-      ? rows.map((e) => eventRow(e, { enabled: o.clusterEnabled, deployments: o.deployments.get(e.id) }))
-      : eventsEmptyRow(o.searching, columns)
+      ? rows.map((e) => eventRow(e, o.deployments.get(e.id)))
+      : eventsEmptyRow(o.searching)
   }</tbody>
 </table>
 </div>`;
@@ -134,7 +130,7 @@ function deploymentDetail(d: DeploymentView): Html | string {
 }
 
 /** The event page's live part: deliveries and deployments, after the fixed "received" step. */
-export function eventTimeline(e: EventView, deliveries: DeliveryView[], deployments: DeploymentView[], clusterEnabled: boolean): Html {
+export function eventTimeline(e: EventView, deliveries: DeliveryView[], deployments: DeploymentView[]): Html {
   const delivered =
     deliveries.length > 0
       ? html`<ul class="plain">${deliveries.map(
@@ -163,7 +159,7 @@ ${deploymentDetail(d)}
   ),
 )}
 ${
-  clusterEnabled && deployments.length === 0
+  deployments.length === 0
     ? step('Deployments', undefined, 'No deployment yet: no agent has reported a Kustomization or HelmRelease on a source this push matches.', 'muted')
     : ''
 }

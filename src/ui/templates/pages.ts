@@ -23,7 +23,6 @@ export interface OverviewView {
   agents: { rows: AgentStateView[]; total: number; hasPrevious: boolean; hasNext: boolean };
   events: { rows: EventView[]; hasPrevious: boolean; hasNext: boolean };
   deployments: Map<string, DeploymentView[]>;
-  clusterEnabled: boolean;
   presenceUnavailable: boolean;
 }
 
@@ -61,7 +60,6 @@ ${searchBox({ id: 'project-search', name: 'project', label: 'Search events by pr
 ${eventsTable(v.events.rows, {
   searching: !!q.project,
   caption: q.project ? `Events of projects whose path contains “${q.project}”, newest first` : 'Push and artifact events, newest first',
-  clusterEnabled: v.clusterEnabled,
   deployments: v.deployments,
 })}
 ${pager('Event pages', [
@@ -76,7 +74,7 @@ export interface AgentPageView {
   state: AgentStateView;
   grants: Grants;
   tokens: TokenInfo[];
-  objects: AgentObjects | undefined;
+  objects: AgentObjects;
   deployTokens: { credentials: CredentialRow[]; error: string | null };
   /** Whether the gateway reads config files (KASGATE_GITLAB_URL and KASGATE_GITLAB_TOKEN set). */
   gitlabApi: boolean;
@@ -96,7 +94,7 @@ ${configFileFacts(v.agent, v.gitlabApi)}
 <dt>Registered</dt><dd><time datetime="${v.agent.createdAt}">${v.agent.createdAt.slice(0, 10)}</time></dd>
 </dl>
 </section>
-${v.objects ? objectsSection(v.agent.id, v.objects) : ''}
+${objectsSection(v.agent.id, v.objects)}
 ${grantsSection(v.agent.configProject, v.grants)}
 ${deployTokensSection(v.deployTokens.credentials, v.deployTokens.error)}
 ${tokensSection(v.tokens)}`;
@@ -106,7 +104,6 @@ export interface EventPageView {
   event: EventView;
   deliveries: DeliveryView[];
   deployments: DeploymentView[];
-  clusterEnabled: boolean;
 }
 
 export function eventBody(v: EventPageView): Html {
@@ -115,7 +112,7 @@ export function eventBody(v: EventPageView): Html {
 ${eventFacts(v.event)}
 <section aria-labelledby="timeline-h">
 <h2 id="timeline-h">Timeline</h2>
-${eventTimeline(v.event, v.deliveries, v.deployments, v.clusterEnabled)}
+${eventTimeline(v.event, v.deliveries, v.deployments)}
 </section>`;
 }
 
