@@ -1,22 +1,17 @@
 /** `kasgate events list`: the push event log, oldest first. */
+import type { z } from 'zod';
+import { commitOf, refOf } from '../events/event.js';
+import type { LoggedEvent as LoggedEventSchema } from '../routes/admin/observe.js';
 import { clientFor } from './agents.js';
 import type { CommandSpec } from './command.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import { age, note, print, printJson, shortSha, table } from './output.js';
 
-interface LoggedEvent {
-  id: string;
-  projectPath: string;
-  ref: string;
-  after: string;
-  userUsername: string | null;
-  receivedAt: string;
-  deliveredCount: number;
-}
+type LoggedEvent = z.infer<typeof LoggedEventSchema>;
 
 const list: CommandSpec = {
   name: 'events list',
-  summary: 'List stored push events, oldest first, with how many agent connections each was delivered to.',
+  summary: 'List stored events (pushes and artifacts), oldest first, with how many agent connections each was delivered to.',
   details: 'The log keeps KASGATE_EVENT_RETENTION (default 24h). Page on with --after <last id shown>.',
   admin: true,
   options: {
@@ -47,7 +42,8 @@ const list: CommandSpec = {
       print(
         table(
           ['ID', 'PROJECT', 'REF', 'SHA', 'USER', 'DELIVERED', 'AGE'],
-          page.events.map((e) => [e.id, e.projectPath, e.ref, shortSha(e.after), e.userUsername, e.deliveredCount, age(e.receivedAt)]),
+          // An artifact's ref and commit as the status page shows them (a registry push: repository:tag and digest).
+          page.events.map((e) => [e.id, e.projectPath, refOf(e), shortSha(commitOf(e)), e.userUsername, e.deliveredCount, age(e.receivedAt)]),
         ),
       );
     }

@@ -106,3 +106,24 @@ export function storedEvent(event: NewEvent, id: string): StoredEvent {
   const { kind, source, repository, tag, digest } = event;
   return { ...stored, ...project, kind, source, repository, tag, digest };
 }
+
+/** What an event's kind says, as stored or as the admin API shows it. */
+type EventFields =
+  | Pick<PushFields, 'kind' | 'ref' | 'after' | 'checkoutSha'>
+  | Pick<PipelineArtifactFields, 'kind' | 'source' | 'ref' | 'sha'>
+  | Pick<RegistryArtifactFields, 'kind' | 'source' | 'repository' | 'tag' | 'digest'>;
+
+/**
+ * What the event is about: for pushes the commit (GitLab's checkout_sha when it has one, since a
+ * tag's `after` may be the tag object); a pipeline's commit; a registry push's digest, else its tag.
+ */
+export function commitOf(e: EventFields): string {
+  if (e.kind !== 'artifact') return e.checkoutSha ?? e.after;
+  return e.source === 'pipeline' ? e.sha : (e.digest ?? e.tag);
+}
+
+/** The ref an event concerns; a registry push has a repository and a tag instead. */
+export function refOf(e: EventFields): string {
+  if (e.kind !== 'artifact' || e.source === 'pipeline') return e.ref;
+  return `${e.repository}:${e.tag}`;
+}

@@ -1,7 +1,7 @@
 /** `kasgate grants` and `kasgate events`, as a process against a real gateway. */
 import { describe, expect, test } from 'vitest';
 import { connectAgent, eventually } from '../support/agent-client.js';
-import { nextProjectId, pushBody } from '../support/fixtures.js';
+import { fixtures, nextProjectId, pushBody } from '../support/fixtures.js';
 import { useGateway } from '../support/gateway.js';
 import { adminCli } from '../support/kasgate-cli.js';
 
@@ -92,5 +92,17 @@ describe('events', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--limit: must be a whole number from 1 to 1000/);
     await agent.close();
+  });
+
+  test('list shows an artifact event with the ref and commit its pipeline ran on', async () => {
+    const body = JSON.parse(fixtures.pipeline.raw.toString());
+    const projectId = nextProjectId();
+    body.project.id = projectId;
+    body.project.path_with_namespace = `events/pipeline-${projectId}`;
+    const response = await gateway.postWebhook(body, { 'x-gitlab-event': 'Pipeline Hook' });
+    expect(response.status).toBe(202);
+    const listed = await kasgate('events', 'list', '--project', String(projectId));
+    const [, row] = listed.stdout.trim().split('\n');
+    expect(row!.split(/ {3,}/).slice(1, 5)).toEqual([`events/pipeline-${projectId}`, 'refs/heads/master', 'bcbb5ec3', 'root']);
   });
 });

@@ -1,5 +1,5 @@
 /** Events: the overview's rows and the event page with its timeline. */
-import type { StoredEvent } from '../../events/event.js';
+import { commitOf, refOf, type StoredEvent } from '../../events/event.js';
 import type { DeliveryView, DeploymentState, DeploymentView } from '../cluster-view.js';
 import { duration, kindLabel, plural, refLabel, shortSha, utc } from '../format.js';
 import { html, type Html } from '../html.js';
@@ -10,21 +10,6 @@ import { badge, time, type Tone } from './parts.js';
 export type EventView = StoredEvent & { deliveredCount: number; userUsername?: string | null };
 
 export const eventHref = (id: string) => `/ui/events/${encodeURIComponent(id)}`;
-
-/**
- * What the event is about: for pushes the commit (GitLab's checkout_sha when it has one, since a
- * tag's `after` may be the tag object); a pipeline's commit; a registry push's digest, else its tag.
- */
-export function commitOf(e: StoredEvent): string {
-  if (e.kind !== 'artifact') return e.checkoutSha ?? e.after;
-  return e.source === 'pipeline' ? e.sha : (e.digest ?? e.tag);
-}
-
-/** The ref an event concerns; a registry push has a repository and a tag instead. */
-export function refOf(e: StoredEvent): string {
-  if (e.kind !== 'artifact' || e.source === 'pipeline') return e.ref;
-  return `${e.repository}:${e.tag}`;
-}
 
 const STATE_TONE: Record<DeploymentState, Tone> = {
   pending: 'info',
