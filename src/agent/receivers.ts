@@ -16,7 +16,6 @@ import {
 import { FIELD_MANAGER, GIT_REPOSITORY, OCI_REPOSITORY, RECEIVER, apiVersionOf, isNotFound } from './kube.js';
 import type { SourceKind } from './sources.js';
 
-export { FIELD_MANAGER } from './kube.js';
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY_VALUE = 'kasgate';
 /** Secret key Flux reads the token from. */

@@ -205,7 +205,11 @@ export function createDeliveryWriter(deps: DeliveryWriterDeps) {
     } catch (err) {
       if (!isPermanent(err)) throw err;
       const byAgent = new Map<string, Delivery[]>();
-      for (const d of fresh) byAgent.set(d.agentId, [...(byAgent.get(d.agentId) ?? []), d]);
+      for (const d of fresh) {
+        const mine = byAgent.get(d.agentId);
+        if (mine) mine.push(d);
+        else byAgent.set(d.agentId, [d]);
+      }
       for (const mine of byAgent.values()) {
         await followOnce(mine).catch((single: unknown) => {
           if (!isPermanent(single)) throw single;

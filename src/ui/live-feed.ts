@@ -25,8 +25,8 @@ import type { ConnectionRecord, Presence } from '../fanout/presence.js';
 import type { ClusterView, DeploymentView } from './cluster-view.js';
 import type { StatusQueries } from './status-queries.js';
 import { agentLive, agentRow, type AgentStateView } from './templates/agents.js';
-import { deliveredText, deploymentsCell, eventRow, eventTimeline, latencyCell, type EventView } from './templates/events.js';
-import { plural } from './format.js';
+import { deliveredLong, deliveredText, deploymentsCell, eventRow, eventTimeline, latencyCell, type EventView } from './templates/events.js';
+import { kindLabel } from './format.js';
 
 type LiveBusMessage = Extract<BusMessage, { type: 'live' }>;
 type AgentChange = Extract<LiveBusMessage, { topic: 'agent' }>;
@@ -161,7 +161,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
       coveredAfter = BigInt(gone.event.id);
     }
     if (clients.size === 0) return;
-    const f = frame('event-row', { id: event.id, html: rowOf(entry), announce: `New ${event.kind.replace('_', ' ')} to ${event.projectPath}` });
+    const f = frame('event-row', { id: event.id, html: rowOf(entry), announce: `New ${kindLabel(event)} to ${event.projectPath}` });
     broadcast((c) => (matches(c.view, event) ? f : undefined));
     checkCountsLater([event.id]);
   }
@@ -202,12 +202,10 @@ export function createLiveFeed(deps: LiveFeedDeps) {
         entry.deliveredCount = count;
         entry.row = undefined;
       }
-      const f = frame('delivered', { id, count, text: deliveredText(count), long: longDelivered(count) });
+      const f = frame('delivered', { id, count, text: deliveredText(count), long: deliveredLong(count) });
       broadcast((c) => (c.view.view === 'overview' || (c.view.view === 'event' && c.view.eventId === id) ? f : undefined));
     }
   }
-  const longDelivered = (n: number) =>
-    n === 0 ? 'No agent connection has received it yet.' : `Written to ${plural(n, 'agent connection')} (replays included).`;
 
   // --- agents -------------------------------------------------------------------------------
 

@@ -48,7 +48,6 @@ interface Claimed {
   config_project: string;
 }
 
-const stable = stableJson;
 
 export function startConfigRefresher(deps: ConfigRefresherDeps) {
   const { pool, log, refreshMs } = deps;
@@ -101,8 +100,8 @@ export function startConfigRefresher(deps: ConfigRefresherDeps) {
           error = parsed.file.refused.length > 0 ? refusedMessage(parsed.file.refused, row.config_project) : null;
           const before = mergeConfig(row.config, row.config_file);
           const after = mergeConfig(row.config, parsed.file.config);
-          if (stable(before) !== stable(after)) configChanged = after;
-          accessChanged = stable(row.flux_access) !== stable(parsed.file.fluxAccess);
+          if (stableJson(before) !== stableJson(after)) configChanged = after;
+          accessChanged = stableJson(row.flux_access) !== stableJson(parsed.file.fluxAccess);
           await client.query(
             `UPDATE agents SET config_file = $2, flux_access = $3, config_source = $4, config_error = $5, config_read_at = now() WHERE id = $1`,
             [agent.id, parsed.file.config, parsed.file.fluxAccess, source, error],

@@ -34,6 +34,10 @@ export function refCell(ref: string): Html {
   return html`<span class="mono" title="${ref}">${r.name}</span>${r.tag ? html` <span class="tag">tag</span>` : ''}`;
 }
 
+/** The event page's words for how many frames went out. */
+export const deliveredLong = (n: number): string =>
+  n === 0 ? 'No agent connection has received it yet.' : `Written to ${plural(n, 'agent connection')} (replays included).`;
+
 export function deliveredText(n: number): string {
   return n === 0 ? 'none yet' : plural(n, 'connection');
 }
@@ -121,7 +125,7 @@ export function eventTimeline(e: EventView, deliveries: DeliveryView[], deployme
       ? html`<ul class="plain">${deliveries.map(
           (d) => html`<li><a href="${agentHref(d.agent.id)}">${d.agent.name}</a> at <time datetime="${d.at}">${utc(d.at)}</time></li>`,
         )}</ul>`
-      : html`<span data-cell="delivered">${e.deliveredCount === 0 ? 'No agent connection has received it yet.' : `Written to ${plural(e.deliveredCount, 'agent connection')} (replays included).`}</span>`;
+      : html`<span data-cell="delivered">${deliveredLong(e.deliveredCount)}</span>`;
   return html`<div id="event-live" data-event-id="${e.id}">
 <ol class="timeline">
 ${step('Received', e.receivedAt, html`From GitLab, stored in the event log as #${e.id}.`)}
