@@ -1,6 +1,6 @@
 /** Reading deliveries and deployments: for GET /api/v1/events/{id} and the status page. */
 import type pg from 'pg';
-import type { DeploymentState } from './matching.js';
+import type { DeploymentState } from './progress.js';
 
 export interface AgentRef {
   id: string;

@@ -6,7 +6,9 @@
 import type pg from 'pg';
 import { latestObjects, type AgentKey } from '../cluster/object-store.js';
 import type { ReportedObject } from '../protocol/kasgate-v1.js';
-import { advance, FINAL_STATES, objectKey, ociCommitOf, sourceKeyOf, WORKLOAD_KINDS, type CommitTarget, type DeploymentState, type Step } from './matching.js';
+import { ociCommitOf, type CommitTarget } from './commit-target.js';
+import { objectKey, sourceKeyOf, WORKLOAD_KINDS } from './matching.js';
+import { advance, FINAL_STATES, type DeploymentState, type Step } from './progress.js';
 import { ensure } from './new-deployments.js';
 import type { Round } from './round.js';
 import { TRIGGER_COLUMNS, triggerEventOf, type TriggerRow } from './trigger-events.js';

@@ -7,7 +7,8 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { enqueueStatuses, type CommitStatusState, type StatusIntent } from '../gitlab/commit-statuses/outbox.js';
 import type { Metrics } from '../metrics.js';
-import { statusDescription, type CommitTarget, type DeploymentState } from './matching.js';
+import { statusDescription, type CommitTarget } from './commit-target.js';
+import type { DeploymentState } from './progress.js';
 
 export interface TrackerOptions {
   timeoutMs: number;

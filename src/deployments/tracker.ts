@@ -20,7 +20,8 @@
 import type pg from 'pg';
 import { inTransaction, tryLockAgent } from '../db/transaction.js';
 import type { ReportedObject } from '../protocol/kasgate-v1.js';
-import { advance, canFollow, objectKey, sourceKeyOf, SOURCE_KINDS, sourceTakes, WORKLOAD_KINDS } from './matching.js';
+import { canFollow, objectKey, sourceKeyOf, SOURCE_KINDS, sourceTakes, WORKLOAD_KINDS } from './matching.js';
+import { advance } from './progress.js';
 import { DEPLOYMENT_COLUMNS, evaluate, write, type DeploymentRow } from './moves.js';
 import { insert, type Candidate } from './new-deployments.js';
 import { emptyOutcome, Round, type TrackerOptions, type TrackerOutcome } from './round.js';

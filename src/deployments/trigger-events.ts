@@ -4,7 +4,8 @@
  * comes from the artifact's origin metadata once the source shows it, see matching.ts).
  */
 import type pg from 'pg';
-import { shortRef, triggerOf, type CommitTarget, type Trigger, type TriggerInput } from './matching.js';
+import { shortRef, type CommitTarget } from './commit-target.js';
+import { triggerOf, type Trigger, type TriggerInput } from './matching.js';
 
 /** Columns of `push_events e` a trigger is made of. */
 export const TRIGGER_COLUMNS =

@@ -5,7 +5,7 @@
  */
 import type { Delivery, Deployment } from '../deployments/deployment-store.js';
 
-export type { DeploymentState } from '../deployments/matching.js';
+export type { DeploymentState } from '../deployments/progress.js';
 
 export type ReadyStatus = 'True' | 'False' | 'Unknown';
 

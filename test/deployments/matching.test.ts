@@ -1,20 +1,9 @@
 /** The pure rules of deployments: which sources a push or an artifact goes through, and how far a deployment got. */
 import { describe, expect, test } from 'vitest';
-import {
-  advance,
-  affectedBy,
-  gitlabProjectOf,
-  gitRefTakes,
-  ociCommitOf,
-  ociRefTakes,
-  revisionCommit,
-  revisionHasCommit,
-  shortRef,
-  statusDescription,
-  triggerOf,
-  type TrackedDeployment,
-  type Trigger,
-} from '../../src/deployments/matching.js';
+import { gitlabProjectOf, ociCommitOf, shortRef, statusDescription } from '../../src/deployments/commit-target.js';
+import { affectedBy, gitRefTakes, ociRefTakes, triggerOf, type Trigger } from '../../src/deployments/matching.js';
+import { advance, type TrackedDeployment } from '../../src/deployments/progress.js';
+import { revisionCommit, revisionHasCommit } from '../../src/deployments/revisions.js';
 import { ReportedObject, type ReportedObject as Obj } from '../../src/protocol/kasgate-v1.js';
 
 const SHA = 'a'.repeat(40);
