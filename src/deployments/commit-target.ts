@@ -1,9 +1,7 @@
 /** Where a deployment's commit statuses go on GitLab, and what they may say. */
 import type { ReportedObject } from '../protocol/kasgate-v1.js';
+import { BRANCH_PREFIX, TAG_PREFIX } from './matching.js';
 import { revisionCommit } from './revisions.js';
-
-const BRANCH_PREFIX = 'refs/heads/';
-const TAG_PREFIX = 'refs/tags/';
 
 /** Where a commit status goes, and for which commit. */
 export interface CommitTarget {

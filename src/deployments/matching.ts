@@ -17,8 +17,8 @@ import { revisionCommit, revisionDigest } from './revisions.js';
 export const SOURCE_KINDS = new Set(['GitRepository', 'OCIRepository']);
 export const WORKLOAD_KINDS = new Set(['Kustomization', 'HelmRelease']);
 
-const BRANCH_PREFIX = 'refs/heads/';
-const TAG_PREFIX = 'refs/tags/';
+export const BRANCH_PREFIX = 'refs/heads/';
+export const TAG_PREFIX = 'refs/tags/';
 const ZERO_SHA = /^0+$/;
 
 /** What an event asks of the cluster. */
