@@ -21,12 +21,13 @@ import type { Logger } from 'pino';
 import type { StoredEvent } from '../events/event.js';
 import type { Bus, BusMessage } from '../fanout/bus.js';
 import type { Hub } from '../fanout/hub.js';
-import type { ConnectionRecord, Presence } from '../fanout/presence.js';
+import type { Presence } from '../fanout/presence.js';
 import type { ClusterView, DeploymentView } from './cluster-view.js';
 import type { StatusQueries } from './status-queries.js';
 import { agentLive, agentRow, type AgentStateView } from './templates/agents.js';
 import { deliveredLong, deliveredText, deploymentsCell, eventRow, eventTimeline, latencyCell, type EventView } from './templates/events.js';
 import { kindLabel } from './format.js';
+import { ringingPresence } from './ringing-presence.js';
 
 type LiveBusMessage = Extract<BusMessage, { type: 'live' }>;
 type AgentChange = Extract<LiveBusMessage, { topic: 'agent' }>;
@@ -278,36 +279,10 @@ export function createLiveFeed(deps: LiveFeedDeps) {
 
   /** Presence that also rings the bus when a connection comes, changes its subscription, or goes. */
   function observePresence(inner: Presence): Presence {
-    const ring = (record: ConnectionRecord) => {
-      const message: LiveBusMessage = {
-        type: 'live',
-        topic: 'agent',
-        agentId: record.agentId,
-        agentName: record.agentName,
-        connectedAt: record.connectedAt,
-      };
+    return ringingPresence(inner, (record) => {
+      const message: LiveBusMessage = { type: 'live', topic: 'agent', agentId: record.agentId, agentName: record.agentName, connectedAt: record.connectedAt };
       deps.bus.publish(message).catch(() => onBus(message));
-    };
-    return {
-      kind: inner.kind,
-      async register(record, maxPerAgent) {
-        const result = await inner.register(record, maxPerAgent);
-        if (result === 'registered') ring(record);
-        return result;
-      },
-      async put(record) {
-        await inner.put(record);
-        ring(record);
-      },
-      refresh: (records) => inner.refresh(records),
-      async remove(record) {
-        await inner.remove(record);
-        ring(record);
-      },
-      list: () => inner.list(),
-      listForAgent: (agentId) => inner.listForAgent(agentId),
-      ping: () => inner.ping(),
-    };
+    });
   }
 
   /** Agents whose records expired (their replica died) remove nothing: compare listings while someone watches. */
