@@ -28,9 +28,9 @@ import { agentLive, agentRow, type AgentStateView } from './templates/agents.js'
 import { deliveredLong, deliveredText, deploymentsCell, eventRow, eventTimeline, latencyCell, type EventView } from './templates/events.js';
 import { kindLabel } from './format.js';
 import { ringingPresence } from './ringing-presence.js';
+import { LiveMemory, type AgentChange, type ChangeEntry, type EventEntry } from './live-memory.js';
 
 type LiveBusMessage = Extract<BusMessage, { type: 'live' }>;
-type AgentChange = Extract<LiveBusMessage, { topic: 'agent' }>;
 
 /** What a browser's page shows, so that it is sent only what it can use. */
 export type LiveView =
@@ -68,8 +68,6 @@ export interface LiveFeedDeps {
   log: Logger;
 }
 
-const EVENTS_KEPT = 1000;
-const CHANGES_KEPT = 5000;
 /** A page's render time and its browser's first connection can be this far apart, and clocks too. */
 const REPLAY_MARGIN_MS = 5000;
 const COUNT_CHECKS_MS = [1500, 5000];
@@ -80,41 +78,19 @@ const SESSION_CHECK_MS = 30_000;
 /** A browser that lets this much pile up is not reading: it is dropped (it reconnects and catches up). */
 const MAX_BACKLOG_BYTES = 1 << 20;
 
-interface EventEntry {
-  event: StoredEvent;
-  deliveredCount: number;
-  deployments?: DeploymentView[];
-  row?: string;
-}
-
-interface ChangeEntry {
-  at: number;
-  key: string;
-  /** Rendered when first needed: nobody may be watching when it happens. */
-  frames?: { overview?: LiveFrame; agent?: LiveFrame; event?: LiveFrame };
-  change: AgentChange | { topic: 'deployments' | 'deliveries'; eventId: string };
-}
-
 const json = (value: unknown) => JSON.stringify(value);
 
 export function createLiveFeed(deps: LiveFeedDeps) {
   const { log } = deps;
   const clients = new Set<LiveClient>();
-  const events: EventEntry[] = [];
-  const eventIndex = new Map<string, EventEntry>();
-  /** Every event above this id has been seen by the feed (and those kept are in `events`). */
-  let coveredAfter = 0n;
-  let highest = 0n;
-  const changes = new Map<string, ChangeEntry>();
-  /** A browser whose page is older than this may have missed changes this feed no longer holds (or never saw). */
-  let changesCoveredFrom = Date.now();
+  const memory = new LiveMemory(REPLAY_MARGIN_MS);
   const lastConnected = new Map<string, string>();
   let closed = false;
 
   /** Browsers still being sent what they missed: live frames wait behind that, so older never overwrites newer. */
   const joining = new Map<LiveClient, LiveFrame[]>();
 
-  const position = () => `${highest}-${Date.now()}`;
+  const position = () => `${memory.highest}-${Date.now()}`;
   const frame = (event: string, data: unknown): LiveFrame => ({ id: '', event, data: json(data) });
 
   /** Each frame carries the feed's position when sent: the browser's Last-Event-ID on reconnect. */
@@ -150,18 +126,8 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   }
 
   function eventDispatched(event: StoredEvent): void {
-    const id = BigInt(event.id);
-    if (id <= highest) return;
-    highest = id;
-    const entry: EventEntry = { event, deliveredCount: 0 };
-    events.push(entry);
-    eventIndex.set(event.id, entry);
-    while (events.length > EVENTS_KEPT) {
-      const gone = events.shift()!;
-      eventIndex.delete(gone.event.id);
-      coveredAfter = BigInt(gone.event.id);
-    }
-    if (clients.size === 0) return;
+    const entry = memory.addEvent(event);
+    if (!entry || clients.size === 0) return;
     const f = frame('event-row', { id: event.id, html: rowOf(entry), announce: `New ${kindLabel(event)} to ${event.projectPath}` });
     broadcast((c) => (matches(c.view, event) ? f : undefined));
     checkCountsLater([event.id]);
@@ -197,7 +163,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
       return;
     }
     for (const [id, count] of counts) {
-      const entry = eventIndex.get(id);
+      const entry = memory.event(id);
       if (entry) {
         if (entry.deliveredCount === count) continue;
         entry.deliveredCount = count;
@@ -210,15 +176,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
 
   // --- agents -------------------------------------------------------------------------------
 
-  function remember(key: string, entry: ChangeEntry): void {
-    changes.delete(key);
-    changes.set(key, entry);
-    while (changes.size > CHANGES_KEPT) {
-      const [oldestKey, oldest] = changes.entries().next().value!;
-      changes.delete(oldestKey);
-      changesCoveredFrom = oldest.at + REPLAY_MARGIN_MS;
-    }
-  }
+  const remember = (key: string, entry: ChangeEntry) => memory.remember(key, entry);
 
   async function agentView(change: AgentChange): Promise<AgentStateView> {
     const connections = await deps.presence.listForAgent(change.agentId);
@@ -331,7 +289,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
       const byEvent = await deps.cluster().deploymentsOf(ids);
       for (const id of ids) {
         const deployments = byEvent.get(id) ?? [];
-        const entry = eventIndex.get(id);
+        const entry = memory.event(id);
         if (entry) {
           entry.deployments = deployments;
           entry.row = undefined;
@@ -392,10 +350,10 @@ export function createLiveFeed(deps: LiveFeedDeps) {
 
   /** What the browser missed since `from`, or 'resync' when this replica no longer knows. */
   async function missed(client: LiveClient, from: { since: bigint; at: number }): Promise<LiveFrame[] | 'resync'> {
-    if (from.since < coveredAfter || from.at < changesCoveredFrom) return 'resync';
+    if (!memory.covers(from)) return 'resync';
     const out: LiveFrame[] = [];
     const view = client.view;
-    const newer = events.filter((e) => BigInt(e.event.id) > from.since);
+    const newer = memory.eventsAfter(from.since);
     if (newer.length > 0) {
       const counts = await deps.queries.deliveredCounts(newer.map((e) => e.event.id)).catch(() => new Map<string, number>());
       for (const entry of newer) {
@@ -408,8 +366,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
       }
     }
     let eventChanged = view.view === 'event' && newer.length > 0;
-    // A copy: rendering awaits, and changes may come meanwhile.
-    for (const entry of Array.from(changes.values())) {
+    for (const entry of memory.changesNow()) {
       if (entry.at < from.at - REPLAY_MARGIN_MS) continue;
       if (entry.change.topic === 'agent') {
         const frames = await renderAgent(entry as ChangeEntry & { change: AgentChange });
@@ -476,7 +433,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
 
     /** The dispatcher's start: events up to here were never the feed's to show. */
     startAfter(eventId: string): void {
-      coveredAfter = highest = BigInt(eventId);
+      memory.startAfter(eventId);
     },
 
     /** For the cluster-state module: deliveries or deployments of these events changed (on any replica). */
