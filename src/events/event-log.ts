@@ -9,6 +9,7 @@ import { isStoreUnavailable } from '../db/pool.js';
 import type { Metrics } from '../metrics.js';
 import { createGroupCommit, type BatchOutcome, type Submission } from './group-commit.js';
 import { storedEvent, type NewEvent, type StoredEvent } from './event.js';
+import { EVENT_COLUMNS, keyOf, toBatchElement, toStoredEvent, type EventRow } from './event-rows.js';
 
 export interface AppendResult {
   eventId: string;
@@ -41,73 +42,6 @@ const MAX_BIGINT = 2n ** 63n - 1n;
 
 /** Event ids are bigints: a cursor past the largest one has nothing after it (and would not fit a query). */
 const beyondAnyId = (afterId: string) => BigInt(afterId) >= MAX_BIGINT;
-
-interface EventRow {
-  id: string;
-  kind: 'push' | 'tag_push' | 'artifact';
-  source: 'pipeline' | 'registry' | null;
-  project_id: string;
-  project_path: string;
-  visibility: number | null;
-  default_branch: string | null;
-  ref: string | null;
-  before_sha: string | null;
-  after_sha: string | null;
-  checkout_sha: string | null;
-  sha: string | null;
-  pipeline_id: string | null;
-  repository: string | null;
-  tag: string | null;
-  digest: string | null;
-  received_at: Date;
-}
-
-const EVENT_COLUMNS =
-  'id, kind, source, project_id, project_path, visibility, default_branch, ref, before_sha, after_sha, checkout_sha, ' +
-  'sha, pipeline_id, repository, tag, digest, received_at';
-
-/** A row as its event. The table's CHECK constraint guarantees the columns each kind needs. */
-export function toStoredEvent(row: EventRow): StoredEvent {
-  const common = {
-    id: row.id,
-    projectId: Number(row.project_id),
-    projectPath: row.project_path,
-    visibility: row.visibility,
-    defaultBranch: row.default_branch,
-    receivedAt: row.received_at.toISOString(),
-  };
-  if (row.kind !== 'artifact') {
-    return { ...common, kind: row.kind, ref: row.ref!, before: row.before_sha, after: row.after_sha!, checkoutSha: row.checkout_sha };
-  }
-  if (row.source === 'pipeline') {
-    return { ...common, kind: 'artifact', source: 'pipeline', ref: row.ref!, sha: row.sha!, pipelineId: Number(row.pipeline_id) };
-  }
-  return { ...common, kind: 'artifact', source: 'registry', repository: row.repository!, tag: row.tag!, digest: row.digest };
-}
-
-/** An event as one element of append_push_events' JSON batch. */
-function toBatchElement(ord: number, e: NewEvent): Record<string, unknown> {
-  const element: Record<string, unknown> = {
-    ord,
-    kind: e.kind,
-    project_id: e.projectId,
-    project_path: e.projectPath,
-    visibility: e.visibility,
-    default_branch: e.defaultBranch,
-    user_username: e.userUsername,
-    idempotency_key: e.idempotencyKey?.value ?? null,
-    idempotency_scope: e.idempotencyKey?.scope ?? 'gitlab',
-    received_at: e.receivedAt.toISOString(),
-  };
-  if (e.kind !== 'artifact') {
-    return { ...element, ref: e.ref, before_sha: e.before, after_sha: e.after, checkout_sha: e.checkoutSha };
-  }
-  if (e.source === 'pipeline') return { ...element, source: e.source, ref: e.ref, sha: e.sha, pipeline_id: e.pipelineId };
-  return { ...element, source: e.source, repository: e.repository, tag: e.tag, digest: e.digest };
-}
-
-/** The key under which two events of one batch are the same delivery. */
-const keyOf = (e: NewEvent): string | null => (e.idempotencyKey ? `${e.idempotencyKey.scope}:${e.idempotencyKey.value}` : null);
 
 export function createEventLog(
   pool: pg.Pool,

@@ -4,7 +4,7 @@
  * never reads more than `limit + 1` rows, however large the tables are.
  */
 import type pg from 'pg';
-import { toStoredEvent } from '../events/event-log.js';
+import { toStoredEvent } from '../events/event-rows.js';
 import type { StoredEvent } from '../events/event.js';
 
 export interface AgentSummary {
