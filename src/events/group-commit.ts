@@ -18,7 +18,7 @@ export interface Submission<R> {
 
 export interface BatchOutcome<R> {
   outcomes: PromiseSettledResult<R>[];
-  /** Runs once the batch's items are settled, before the next batch is taken. */
+  /** Runs once the batch's items are settled (the next batch may be on its way to the store already). */
   afterCommit?: () => void;
 }
 
@@ -45,17 +45,30 @@ export function createGroupCommit<T, R>(write: (items: T[]) => Promise<BatchOutc
   }
 
   async function writeOne(batch: Pending<T, R>[]): Promise<void> {
+    let written: BatchOutcome<R> | undefined;
+    let failure: unknown;
     try {
-      const { outcomes, afterCommit } = await write(batch.map((p) => p.item));
-      batch.forEach((p, i) => {
-        const outcome = outcomes[i];
-        if (outcome?.status === 'fulfilled') p.resolve(outcome.value);
-        else p.reject(outcome ? outcome.reason : new Error('the batch write returned no outcome for this item'));
-      });
-      afterCommit?.();
+      written = await write(batch.map((p) => p.item));
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      failure = err;
     }
+    // The next batch goes out before this one is answered and fanned out, so that the store works
+    // on it meanwhile: answering 15 webhooks costs this process as long as Postgres takes to
+    // commit them. pg-pool sends a query on the next tick, hence the wait for one.
+    inFlight--;
+    pump();
+    await new Promise<void>((resolve) => process.nextTick(resolve));
+    if (!written) {
+      for (const p of batch) p.reject(failure);
+      return;
+    }
+    const { outcomes, afterCommit } = written;
+    batch.forEach((p, i) => {
+      const outcome = outcomes[i];
+      if (outcome?.status === 'fulfilled') p.resolve(outcome.value);
+      else p.reject(outcome ? outcome.reason : new Error('the batch write returned no outcome for this item'));
+    });
+    afterCommit?.();
   }
 
   function pump(): void {
@@ -63,10 +76,7 @@ export function createGroupCommit<T, R>(write: (items: T[]) => Promise<BatchOutc
       const batch = takeBatch();
       if (batch.length === 0) return;
       inFlight++;
-      void writeOne(batch).finally(() => {
-        inFlight--;
-        pump();
-      });
+      void writeOne(batch);
     }
   }
 
