@@ -66,7 +66,8 @@ export function summarizeProfile(file: string, window?: { startUs: number; endUs
     const seen = new Set<string>();
     for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
       const frame = byId.get(at)!.callFrame;
-      if (!moduleOf(frame.url, frame.functionName).startsWith('src/')) continue;
+      const where = moduleOf(frame.url, frame.functionName);
+      if (!where.startsWith('src/') && !where.startsWith('dist/')) continue;
       const name = label(frame);
       if (seen.has(name)) continue;
       seen.add(name);
@@ -101,7 +102,7 @@ export function summarizeProfile(file: string, window?: { startUs: number; endUs
     top(byFunction),
     '  self time by module:',
     top(byModule),
-    "  total time of kasgate's own functions (src/), callees included:",
+    "  total time of kasgate's own functions (src/, or dist/ when built), callees included:",
     top(inclusive),
   ].join('\n');
 }
