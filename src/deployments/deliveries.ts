@@ -1,9 +1,11 @@
 /**
- * Per-agent deliveries: (event, agent, first delivered at). The hub and replay call `record`
- * for every frame written; the writer stores what gathered since its last write in one
- * statement, without agent locks (a push fanned out to 2,000 agents is one INSERT, not twenty
- * locked transactions). Only the fresh deliveries of agents that have reported objects go on to
- * a locked transaction, where their deployments are made (tracker.onDelivered).
+ * Per-agent deliveries: which agents got an event, and when. The hub and replay call `record`
+ * for every frame written; the writer stores what gathered since its last write (at most one
+ * write per WRITE_INTERVAL_MS) in one statement, without agent locks, as one row per event and
+ * millisecond listing its agents: a push fanned out to 2,000 agents is a dozen rows, not 2,000
+ * (migrations/1764600000000_deliveries_as_lists.sql). Only the deliveries of agents that have
+ * reported objects go on to a locked transaction, where their deployments are made
+ * (tracker.onDelivered).
  *
  * Why no deployment is missed although the INSERT takes no lock: which agents have objects is
  * asked after the INSERT committed, and a status write that stored objects new to its
@@ -47,6 +49,8 @@ export interface DeliveryWriterDeps {
 const MAX_PENDING = 200_000;
 /** Rows per INSERT; a bigger flush is written in several. */
 const ROWS_PER_STATEMENT = 5_000;
+/** The least time between two writes' starts; the first delivery after a quiet spell is written at once. */
+const WRITE_INTERVAL_MS = 25;
 /** Agents locked by one transaction (each lock is a slot of Postgres's shared lock table). */
 const AGENTS_PER_TRANSACTION = 100;
 
@@ -67,22 +71,38 @@ function splitAgents(deliveries: Delivery[], n: number): [Delivery[], Delivery[]
 /** event id → agent id → first delivered at (ms). */
 type Pending = Map<string, Map<string, number>>;
 
+/** Deliveries of one event in one millisecond: a fan-out to 2,000 agents is a dozen of them. */
+interface Group {
+  eventId: string;
+  at: number;
+  agentIds: string[];
+}
+
 /** The rows of one INSERT. */
 interface Chunk {
+  groups: Group[];
+  rows: number;
+}
+
+/** Events an INSERT stored deliveries of, and the earliest time among them. */
+interface Inserted {
   eventIds: string[];
-  agentIds: string[];
-  times: number[];
+  since: number;
 }
 
 function chunksOf(pending: Pending): Chunk[] {
   const chunks: Chunk[] = [];
   let chunk: Chunk | undefined;
   for (const [eventId, agents] of pending) {
+    let group: Group | undefined;
     for (const [agentId, at] of agents) {
-      if (!chunk || chunk.eventIds.length >= ROWS_PER_STATEMENT) chunks.push((chunk = { eventIds: [], agentIds: [], times: [] }));
-      chunk.eventIds.push(eventId);
-      chunk.agentIds.push(agentId);
-      chunk.times.push(at);
+      if (!chunk || chunk.rows >= ROWS_PER_STATEMENT) {
+        chunks.push((chunk = { groups: [], rows: 0 }));
+        group = undefined;
+      }
+      if (group?.at !== at) chunk.groups.push((group = { eventId, at, agentIds: [] }));
+      group.agentIds.push(agentId);
+      chunk.rows++;
     }
   }
   return chunks;
@@ -95,8 +115,8 @@ export function createDeliveryWriter(deps: DeliveryWriterDeps) {
   // Each stage is kept across failed attempts, so a retry repeats only what did not commit.
   /** Taken from `pending`, not yet inserted. */
   const chunks: Chunk[] = [];
-  /** Inserted and new (first per event and agent); whether their agents have objects is not yet asked. */
-  const unchecked: Chunk[] = [];
+  /** Inserted; whether their agents have objects is not yet asked. */
+  const unchecked: Inserted[] = [];
   /** Of agents that have objects: their deployments are still to be made. */
   let unfollowed: Delivery[] = [];
   let writing: Promise<void> | undefined;
@@ -104,98 +124,89 @@ export function createDeliveryWriter(deps: DeliveryWriterDeps) {
   let closed = false;
 
   const hasWork = () => pendingCount > 0 || chunks.length > 0 || unchecked.length > 0 || unfollowed.length > 0;
-  const waiting = () => pendingCount + chunks.reduce((n, c) => n + c.eventIds.length, 0);
+  const waiting = () => pendingCount + chunks.reduce((n, c) => n + c.rows, 0);
+
+  let lastWriteAt = 0;
 
   function schedule(): void {
     if (writing || closed) return;
-    // After the caller's synchronous work: a fan-out records every frame first.
-    writing = new Promise<void>((resolve) => setImmediate(resolve)).then(writeLoop).finally(() => {
-      writing = undefined;
-      if (hasWork()) schedule();
-    });
+    // After the caller's synchronous work (a fan-out records every frame first), and at most one
+    // write per WRITE_INTERVAL_MS: at 500 pushes a second, one write was three statements and a
+    // bus message per push, each a wake-up of Postgres or Redis on a busy machine.
+    const wait = Math.max(0, lastWriteAt + WRITE_INTERVAL_MS - Date.now());
+    writing = new Promise<void>((resolve) => (wait === 0 ? setImmediate(resolve) : setTimeout(resolve, wait)))
+      .then(writeOnce)
+      .finally(() => {
+        writing = undefined;
+        if (hasWork()) schedule();
+      });
   }
 
-  async function writeLoop(): Promise<void> {
-    while (hasWork()) {
-      chunks.push(...chunksOf(pending));
-      pending = new Map();
-      pendingCount = 0;
-      try {
-        while (chunks.length > 0) {
-          await insert(chunks[0]!);
-          chunks.shift();
-        }
-        while (unchecked.length > 0) {
-          unfollowed.push(...(await withObjects(unchecked[0]!)));
-          unchecked.shift();
-        }
-        while (unfollowed.length > 0) {
-          const [batch, rest] = splitAgents(unfollowed, AGENTS_PER_TRANSACTION);
-          await follow(batch);
-          unfollowed = rest;
-        }
-        attempt = 0;
-      } catch (err) {
-        metrics.statusWriteFailures.inc();
-        const delay = retryDelayMs(attempt++);
-        log.warn({ err: (err as Error).message, retryInMs: delay }, 'deliveries not written; retrying');
-        if (closed) return;
-        await sleep(delay);
+  /** Writes what waits, each stage to its end; on a failure, waits its retry delay. */
+  async function writeOnce(): Promise<void> {
+    lastWriteAt = Date.now();
+    chunks.push(...chunksOf(pending));
+    pending = new Map();
+    pendingCount = 0;
+    try {
+      while (chunks.length > 0) {
+        await insert(chunks[0]!);
+        chunks.shift();
       }
+      while (unchecked.length > 0) {
+        unfollowed.push(...(await withObjects(unchecked[0]!)));
+        unchecked.shift();
+      }
+      while (unfollowed.length > 0) {
+        const [batch, rest] = splitAgents(unfollowed, AGENTS_PER_TRANSACTION);
+        await follow(batch);
+        unfollowed = rest;
+      }
+      attempt = 0;
+    } catch (err) {
+      metrics.statusWriteFailures.inc();
+      const delay = retryDelayMs(attempt++);
+      log.warn({ err: (err as Error).message, retryInMs: delay }, 'deliveries not written; retrying');
+      if (!closed) await sleep(delay);
     }
   }
 
-  /** Inserts the deliveries, first wins; the new ones go on to `unchecked`. */
+  /** Inserts the deliveries: one row per group; the events go on to `unchecked`. */
   async function insert(chunk: Chunk): Promise<void> {
     const timer = metrics.statusWriteDuration.startTimer();
-    // Lists go in as one string each and the new rows come back as one list of agents per event:
-    // 2,000 array elements escaped, or rows parsed, one by one cost more than the INSERT.
-    const { rows } = await pool.query<{ event_id: string; agents: string }>(
-      `WITH ins AS (
-         INSERT INTO event_deliveries (event_id, agent_id, delivered_at)
-         SELECT d.event_id, d.agent_id, to_timestamp(d.ms / 1000.0)
-         FROM unnest(string_to_array($1, ',')::bigint[], string_to_array($2, ',')::uuid[], string_to_array($3, ',')::float8[])
-           AS d(event_id, agent_id, ms)
-         ON CONFLICT (event_id, agent_id) DO NOTHING
-         RETURNING event_id, agent_id)
-       SELECT event_id, string_agg(agent_id::text, ',') AS agents FROM ins GROUP BY event_id`,
-      [chunk.eventIds.join(','), chunk.agentIds.join(','), chunk.times.join(',')],
+    // Lists go in as one string each: 2,000 array elements escaped one by one cost more than the INSERT.
+    await pool.query(
+      `INSERT INTO event_deliveries (event_id, delivered_at, agent_ids)
+       SELECT g.event_id, to_timestamp(g.ms / 1000.0), string_to_array(g.agents, ',')::uuid[]
+       FROM unnest(string_to_array($1, ',')::bigint[], string_to_array($2, ',')::float8[], string_to_array($3, ';'))
+         AS g(event_id, ms, agents)`,
+      [
+        chunk.groups.map((g) => g.eventId).join(','),
+        chunk.groups.map((g) => g.at).join(','),
+        chunk.groups.map((g) => g.agentIds.join(',')).join(';'),
+      ],
     );
     timer();
-    if (rows.length === 0) return;
-    const fresh = new Map(rows.map((r) => [r.event_id, r.agents.split(',')]));
-    const inserted = [...fresh.values()].reduce((n, agents) => n + agents.length, 0);
-    if (inserted === chunk.eventIds.length) unchecked.push(chunk);
-    else {
-      const news = new Map([...fresh].map(([eventId, agents]) => [eventId, new Set(agents)]));
-      const kept: Chunk = { eventIds: [], agentIds: [], times: [] };
-      chunk.eventIds.forEach((eventId, i) => {
-        if (!news.get(eventId)?.has(chunk.agentIds[i]!)) return;
-        kept.eventIds.push(eventId);
-        kept.agentIds.push(chunk.agentIds[i]!);
-        kept.times.push(chunk.times[i]!);
-      });
-      unchecked.push(kept);
-    }
-    deps.onDelivered(new Set(fresh.keys()));
+    const eventIds = new Set(chunk.groups.map((g) => g.eventId));
+    unchecked.push({ eventIds: [...eventIds], since: chunk.groups.reduce((min, g) => Math.min(min, g.at), Infinity) });
+    deps.onDelivered(eventIds);
   }
 
   /**
-   * Of new deliveries, those of agents that have reported objects: only they can have
-   * deployments. Asked after the INSERT committed, in a statement of its own: see the top.
+   * Of the new deliveries, those of agents that have reported objects: only they can have
+   * deployments. Asked after the INSERT committed, in a statement of its own: see the top. It
+   * may also return other deliveries of these events as recent (another replica's, a second
+   * connection's); following one twice makes nothing twice.
    */
-  async function withObjects(fresh: Chunk): Promise<Delivery[]> {
-    const { rows } = await pool.query<{ agent_id: string }>(
-      `SELECT DISTINCT agent_id FROM cluster_objects WHERE agent_id = ANY(string_to_array($1, ',')::uuid[])`,
-      [[...new Set(fresh.agentIds)].join(',')],
+  async function withObjects(inserted: Inserted): Promise<Delivery[]> {
+    const { rows } = await pool.query<{ event_id: string; agent_id: string; delivered_at: Date }>(
+      `SELECT d.event_id, a.agent_id, d.delivered_at
+       FROM event_deliveries d CROSS JOIN LATERAL unnest(d.agent_ids) AS a(agent_id)
+       WHERE d.event_id = ANY(string_to_array($1, ',')::bigint[]) AND d.delivered_at >= to_timestamp($2::float8 / 1000.0)
+         AND EXISTS (SELECT 1 FROM cluster_objects o WHERE o.agent_id = a.agent_id)`,
+      [inserted.eventIds.join(','), inserted.since],
     );
-    if (rows.length === 0) return [];
-    const reporting = new Set(rows.map((r) => r.agent_id));
-    const deliveries: Delivery[] = [];
-    fresh.agentIds.forEach((agentId, i) => {
-      if (reporting.has(agentId)) deliveries.push({ eventId: fresh.eventIds[i]!, agentId, deliveredAt: new Date(fresh.times[i]!) });
-    });
-    return deliveries;
+    return rows.map((r) => ({ eventId: r.event_id, agentId: r.agent_id, deliveredAt: r.delivered_at }));
   }
 
   /** Under the agents' locks: their deployments of these deliveries. An agent whose write is refused for good (deleted meanwhile) is dropped, not retried. */
@@ -247,9 +258,12 @@ export function createDeliveryWriter(deps: DeliveryWriterDeps) {
     ...recorder,
     /** Waits (a while) for what is recorded to be written; for shutdown. */
     async close(timeoutMs = 5000): Promise<void> {
-      const done = writing;
       closed = true;
-      if (done) await Promise.race([done, sleep(timeoutMs)]);
+      const drain = async () => {
+        await writing;
+        if (hasWork()) await writeOnce();
+      };
+      await Promise.race([drain(), sleep(timeoutMs)]);
     },
   };
 }

@@ -91,8 +91,9 @@ export function createDeploymentStore(pool: pg.Pool) {
   /** One event's deliveries, by agent name. */
   async function deliveriesOf(eventId: string): Promise<Delivery[]> {
     const { rows } = await pool.query<{ agent_id: string; agent_name: string; delivered_at: Date }>(
-      `SELECT d.agent_id, a.name AS agent_name, d.delivered_at FROM event_deliveries d JOIN agents a ON a.id = d.agent_id
-       WHERE d.event_id = $1 ORDER BY a.name`,
+      `SELECT a.id AS agent_id, a.name AS agent_name, min(d.delivered_at) AS delivered_at
+       FROM event_deliveries d CROSS JOIN LATERAL unnest(d.agent_ids) AS u(agent_id) JOIN agents a ON a.id = u.agent_id
+       WHERE d.event_id = $1 GROUP BY a.id, a.name ORDER BY a.name`,
       [eventId],
     );
     return rows.map((r) => ({ agent: { id: r.agent_id, name: r.agent_name }, at: r.delivered_at.toISOString() }));

@@ -84,10 +84,15 @@ export async function ensure(round: Round, agentId: string, objects: Map<string,
   const projects = [...new Set(pairs.flatMap((p) => projectPathsOf(p.source)))];
   if (projects.length === 0) return;
   // The latest event per project and what it moves: a ref (pushes, pipelines), or a repository's tag (registry).
+  // Deliveries are lists of agents (no index by agent), so the search starts from the projects'
+  // events received within the timeout; the first id received after the cutoff bounds the scan.
   const { rows } = await round.client.query<TriggerRow & { delivered_at: Date }>(
     `SELECT DISTINCT ON (lower(e.project_path), e.kind, e.source, COALESCE(e.ref, e.repository || ':' || e.tag)) ${TRIGGER_COLUMNS}, d.delivered_at
-     FROM event_deliveries d JOIN push_events e ON e.id = d.event_id
-     WHERE d.agent_id = $1 AND d.delivered_at > $2 AND lower(e.project_path) = ANY($3::text[])
+     FROM push_events e
+       CROSS JOIN LATERAL (SELECT min(x.delivered_at) AS delivered_at FROM event_deliveries x
+                           WHERE x.event_id = e.id AND x.delivered_at > $2 AND $1::uuid = ANY(x.agent_ids)) d
+     WHERE lower(e.project_path) = ANY($3::text[]) AND e.received_at > $2 AND d.delivered_at IS NOT NULL
+       AND e.id >= COALESCE((SELECT id FROM push_events WHERE received_at > $2 ORDER BY received_at LIMIT 1), 0)
      ORDER BY lower(e.project_path), e.kind, e.source, COALESCE(e.ref, e.repository || ':' || e.tag), e.id DESC`,
     [agentId, new Date(Date.now() - round.options.timeoutMs), projects],
   );
