@@ -6,6 +6,7 @@ import { describe, expect, test } from 'vitest';
 import { useGateway } from '../support/gateway.js';
 import { nextProjectId, pushBody } from '../support/fixtures.js';
 import { MODES, newKey, readJson } from '../gitlab/support/webhooks.js';
+import { createGroupCommit } from '../../src/events/group-commit.js';
 
 const CONCURRENT = 200;
 
@@ -53,5 +54,44 @@ describe.each(MODES)('group commit on $mode', ({ options }) => {
     expect(batches).toBeLessThan(CONCURRENT);
     // At least one statement carried more than one event.
     expect(batches - (after.singles - before.singles)).toBeGreaterThan(0);
+  });
+});
+
+describe('group commit, one write in flight', () => {
+  test('the next batch goes to the store before the last one is answered; doorbells ring in batch order', async () => {
+    const log: string[] = [];
+    let releaseFirst!: () => void;
+    let writes = 0;
+    const commit = createGroupCommit<string, string>(async (items) => {
+      log.push(`write ${items.join(',')}`);
+      if (++writes === 1) await new Promise<void>((resolve) => (releaseFirst = resolve));
+      else await new Promise((resolve) => setTimeout(resolve, 5));
+      return {
+        outcomes: items.map((value) => ({ status: 'fulfilled' as const, value })),
+        afterCommit: () => log.push(`rang ${items.join(',')}`),
+      };
+    }, 10);
+    const a = commit.submit('a');
+    const b = commit.submit('b');
+    const c = commit.submit('c');
+    const answers = [a, b, c].map((s) => s.result.then((v) => log.push(`answered ${v}`)));
+    releaseFirst();
+    await Promise.all(answers);
+    expect(log).toEqual(['write a', 'write b,c', 'rang a', 'answered a', 'rang b,c', 'answered b', 'answered c']);
+  });
+
+  test('a failed write fails its own items only; the next batch is still written', async () => {
+    let writes = 0;
+    const commit = createGroupCommit<string, string>(async (items) => {
+      if (++writes === 1) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        throw new Error('store away');
+      }
+      return { outcomes: items.map((value) => ({ status: 'fulfilled' as const, value })) };
+    }, 10);
+    const a = commit.submit('a');
+    const b = commit.submit('b');
+    await expect(a.result).rejects.toThrow('store away');
+    await expect(b.result).resolves.toBe('b');
   });
 });
