@@ -86,25 +86,20 @@ export type StoredArtifact = StoredPipelineArtifact | StoredRegistryArtifact;
 /** An event as stored in the log (and carried by the doorbell). */
 export type StoredEvent = StoredPush | StoredArtifact;
 
-/** The stored form of a new event, once the log gave it an id. */
+/** The stored form of a new event, once the log gave it an id. (Literals, not spreads: it runs once per event stored.) */
 export function storedEvent(event: NewEvent, id: string): StoredEvent {
-  const project: ProjectFields = {
-    projectId: event.projectId,
-    projectPath: event.projectPath,
-    visibility: event.visibility,
-    defaultBranch: event.defaultBranch,
-  };
-  const stored: Stored = { id, receivedAt: event.receivedAt.toISOString() };
+  const receivedAt = event.receivedAt.toISOString();
+  const { projectId, projectPath, visibility, defaultBranch } = event;
   if (event.kind !== 'artifact') {
     const { kind, ref, before, after, checkoutSha } = event;
-    return { ...stored, ...project, kind, ref, before, after, checkoutSha };
+    return { id, receivedAt, projectId, projectPath, visibility, defaultBranch, kind, ref, before, after, checkoutSha };
   }
   if (event.source === 'pipeline') {
     const { kind, source, ref, sha, pipelineId } = event;
-    return { ...stored, ...project, kind, source, ref, sha, pipelineId };
+    return { id, receivedAt, projectId, projectPath, visibility, defaultBranch, kind, source, ref, sha, pipelineId };
   }
   const { kind, source, repository, tag, digest } = event;
-  return { ...stored, ...project, kind, source, repository, tag, digest };
+  return { id, receivedAt, projectId, projectPath, visibility, defaultBranch, kind, source, repository, tag, digest };
 }
 
 /** What an event's kind says, as stored or as the admin API shows it. */
