@@ -30,8 +30,8 @@ export interface Delivery {
 }
 
 export interface DeliveryRecorder {
-  /** A push frame for `eventId` was written to a connection of `agentId`. */
-  record(eventId: string, agentId: string): void;
+  /** Push frames for `eventId` were written to connections of these agents (a fan-out: all of them, in one call). */
+  record(eventId: string, agentIds: string[]): void;
 }
 
 export interface DeliveryWriterDeps {
@@ -240,16 +240,20 @@ export function createDeliveryWriter(deps: DeliveryWriterDeps) {
   }
 
   const recorder: DeliveryRecorder = {
-    record(eventId, agentId) {
-      let agents = pending.get(eventId);
-      if (!agents) pending.set(eventId, (agents = new Map()));
-      if (agents.has(agentId)) return;
-      if (pendingCount >= MAX_PENDING || (chunks.length > 0 && waiting() >= MAX_PENDING)) {
-        log.warn({ agentId, eventId }, 'too many deliveries waiting for Postgres; this one is not recorded');
+    record(eventId, agentIds) {
+      if (agentIds.length === 0) return;
+      if (pendingCount + agentIds.length > MAX_PENDING || (chunks.length > 0 && waiting() + agentIds.length > MAX_PENDING)) {
+        log.warn({ eventId, agents: agentIds.length }, 'too many deliveries waiting for Postgres; these are not recorded');
         return;
       }
-      agents.set(agentId, Date.now());
-      pendingCount++;
+      let agents = pending.get(eventId);
+      if (!agents) pending.set(eventId, (agents = new Map()));
+      const now = Date.now();
+      for (const agentId of agentIds) {
+        if (agents.has(agentId)) continue;
+        agents.set(agentId, now);
+        pendingCount++;
+      }
       schedule();
     },
   };

@@ -169,14 +169,13 @@ export function createHub(deps: HubDeps) {
       if (!subscribers || !isWellFormedPath(path)) return;
       const frame = frameBytes(event);
       const isPublic = event.visibility === VISIBILITY_PUBLIC;
-      let written = 0;
       const id = BigInt(event.id);
+      const agentIds: string[] = [];
       for (const session of subscribers) {
-        if (session.offer(event, id, frame, path, isPublic)) {
-          written++;
-          deps.deliveries.record(event.id, session.agentId);
-        }
+        if (session.offer(event, id, frame, path, isPublic)) agentIds.push(session.agentId);
       }
+      const written = agentIds.length;
+      deps.deliveries.record(event.id, agentIds);
       if (written > 0) {
         deps.metrics.pushesDelivered.inc(written);
         deps.events.countDeliveries(event.id, written);

@@ -72,7 +72,7 @@ export async function replay(session: AgentSession, deps: ReplayDeps): Promise<v
         deps.metrics.eventsReplayed.inc();
         deps.metrics.pushesDelivered.inc();
         deps.events.countDeliveries(event.id, 1);
-        deps.deliveries.record(event.id, session.agentId);
+        deps.deliveries.record(event.id, [session.agentId]);
       }
       if (id > session.lastSentId) session.lastSentId = id;
     }
@@ -89,7 +89,7 @@ export async function replay(session: AgentSession, deps: ReplayDeps): Promise<v
       if (session.writeEvent(id, frame)) {
         deps.metrics.pushesDelivered.inc();
         deps.events.countDeliveries(event.id, 1);
-        deps.deliveries.record(event.id, session.agentId);
+        deps.deliveries.record(event.id, [session.agentId]);
       }
     }
     session.goLive();
