@@ -6,7 +6,8 @@
 import type { AppendedBatch } from '../events/event-log.js';
 
 export type BusMessage =
-  | ({ type: 'events'; storedAt: number } & AppendedBatch)
+  /** `origin`: set by the Redis bus, so that it knows its own doorbells when they come back (redis-bus.ts). */
+  | ({ type: 'events'; origin?: string; storedAt: number } & AppendedBatch)
   /** Close the agent's sockets with 4401: all of them, or only those on one token. */
   | { type: 'revoke'; agentId: string; tokenId?: string }
   /** The agent's grants or config project changed: recompute its access. */
