@@ -84,12 +84,6 @@ interface Chunk {
   rows: number;
 }
 
-/** Events an INSERT stored deliveries of, and the earliest time among them. */
-interface Inserted {
-  eventIds: string[];
-  since: number;
-}
-
 function chunksOf(pending: Pending): Chunk[] {
   const chunks: Chunk[] = [];
   let chunk: Chunk | undefined;
@@ -116,7 +110,7 @@ export function createDeliveryWriter(deps: DeliveryWriterDeps) {
   /** Taken from `pending`, not yet inserted. */
   const chunks: Chunk[] = [];
   /** Inserted; whether their agents have objects is not yet asked. */
-  const unchecked: Inserted[] = [];
+  const unchecked: Chunk[] = [];
   /** Of agents that have objects: their deployments are still to be made. */
   let unfollowed: Delivery[] = [];
   let writing: Promise<void> | undefined;
@@ -187,26 +181,25 @@ export function createDeliveryWriter(deps: DeliveryWriterDeps) {
       ],
     );
     timer();
-    const eventIds = new Set(chunk.groups.map((g) => g.eventId));
-    unchecked.push({ eventIds: [...eventIds], since: chunk.groups.reduce((min, g) => Math.min(min, g.at), Infinity) });
-    deps.onDelivered(eventIds);
+    unchecked.push(chunk);
+    deps.onDelivered(new Set(chunk.groups.map((g) => g.eventId)));
   }
 
   /**
-   * Of the new deliveries, those of agents that have reported objects: only they can have
-   * deployments. Asked after the INSERT committed, in a statement of its own: see the top. It
-   * may also return other deliveries of these events as recent (another replica's, a second
-   * connection's); following one twice makes nothing twice.
+   * Of the deliveries just inserted, those of agents that have reported objects: only they can
+   * have deployments. Asked after the INSERT committed, in a statement of its own: see the top.
    */
-  async function withObjects(inserted: Inserted): Promise<Delivery[]> {
-    const { rows } = await pool.query<{ event_id: string; agent_id: string; delivered_at: Date }>(
-      `SELECT d.event_id, a.agent_id, d.delivered_at
-       FROM event_deliveries d CROSS JOIN LATERAL unnest(d.agent_ids) AS a(agent_id)
-       WHERE d.event_id = ANY(string_to_array($1, ',')::bigint[]) AND d.delivered_at >= to_timestamp($2::float8 / 1000.0)
-         AND EXISTS (SELECT 1 FROM cluster_objects o WHERE o.agent_id = a.agent_id)`,
-      [inserted.eventIds.join(','), inserted.since],
+  async function withObjects(inserted: Chunk): Promise<Delivery[]> {
+    const agentIds = new Set(inserted.groups.flatMap((g) => g.agentIds));
+    const { rows } = await pool.query<{ agent_id: string }>(
+      `SELECT DISTINCT agent_id FROM cluster_objects WHERE agent_id = ANY(string_to_array($1, ',')::uuid[])`,
+      [[...agentIds].join(',')],
     );
-    return rows.map((r) => ({ eventId: r.event_id, agentId: r.agent_id, deliveredAt: r.delivered_at }));
+    if (rows.length === 0) return [];
+    const reporting = new Set(rows.map((r) => r.agent_id));
+    return inserted.groups.flatMap((g) =>
+      g.agentIds.filter((agentId) => reporting.has(agentId)).map((agentId) => ({ eventId: g.eventId, agentId, deliveredAt: new Date(g.at) })),
+    );
   }
 
   /** Under the agents' locks: their deployments of these deliveries. An agent whose write is refused for good (deleted meanwhile) is dropped, not retried. */
@@ -242,7 +235,7 @@ export function createDeliveryWriter(deps: DeliveryWriterDeps) {
   const recorder: DeliveryRecorder = {
     record(eventId, agentIds) {
       if (agentIds.length === 0) return;
-      if (pendingCount + agentIds.length > MAX_PENDING || (chunks.length > 0 && waiting() + agentIds.length > MAX_PENDING)) {
+      if (waiting() + agentIds.length > MAX_PENDING) {
         log.warn({ eventId, agents: agentIds.length }, 'too many deliveries waiting for Postgres; these are not recorded');
         return;
       }
