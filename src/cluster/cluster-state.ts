@@ -331,9 +331,9 @@ export function createClusterState(deps: ClusterStateDeps) {
         deps.onWritten([], outcome);
       },
       (err: unknown) => {
-        const delay = attempt < BOUNDED_RETRIES ? retryDelayMs(attempt) : undefined;
-        log.warn({ err: (err as Error).message, agents: only.length, retry: delay !== undefined }, 'deployments of new objects not checked again');
-        if (delay !== undefined && !isPermanent(err)) setTimeout(() => recheckFresh(only, attempt + 1), delay).unref();
+        const retry = attempt < BOUNDED_RETRIES && !isPermanent(err);
+        log.warn({ err: (err as Error).message, agents: only.length, retry }, 'deployments of new objects not checked again');
+        if (retry) setTimeout(() => recheckFresh(only, attempt + 1), retryDelayMs(attempt)).unref();
       },
     );
     rechecks.add(done);
