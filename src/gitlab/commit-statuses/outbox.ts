@@ -90,7 +90,7 @@ export interface StatusWorkerOptions {
   metrics: Metrics;
   log: Logger;
   pollMs?: number;
-  batch?: number;
+  /** Posts in flight; a claim takes only what fits beside them. */
   concurrency?: number;
 }
 
@@ -102,7 +102,6 @@ const retryDelayMs = (attempts: number) => backoffMs(attempts, 1000, 300_000);
 export function startStatusWorker(options: StatusWorkerOptions) {
   const { pool, replicaId, metrics, log } = options;
   const pollMs = options.pollMs ?? 500;
-  const batch = options.batch ?? 32;
   const concurrency = options.concurrency ?? 8;
   // One attempt per claim: the queue does the retrying, durably, and a lease stays short.
   const api = options.api.withPolicy({ maxAttempts: 1, retryStatus });
@@ -208,7 +207,7 @@ export function startStatusWorker(options: StatusWorkerOptions) {
 
   /** Claims what fits and starts posting it; returns how many rows it claimed, and how many it could have. */
   async function runOnce(): Promise<{ claimed: number; room: number }> {
-    const room = Math.min(batch, concurrency - inFlight.size);
+    const room = concurrency - inFlight.size;
     if (room <= 0) return { claimed: 0, room };
     const rows = await claim(room);
     for (const row of rows) {
