@@ -9,7 +9,18 @@ import { isStoreUnavailable } from '../db/pool.js';
 import type { Metrics } from '../metrics.js';
 import { createGroupCommit, type BatchOutcome, type Submission } from './group-commit.js';
 import { storedEvent, type NewEvent, type StoredEvent } from './event.js';
-import { EVENT_COLUMNS, keyOf, toBatchElement, toStoredEvent, type EventRow } from './event-rows.js';
+import {
+  EVENT_COLUMNS,
+  LOGGED_EVENT_COLUMNS,
+  MAX_EVENT_ID,
+  keyOf,
+  toBatchElement,
+  toLoggedEvent,
+  toStoredEvent,
+  type EventRow,
+  type LoggedEvent,
+  type LoggedEventRow,
+} from './event-rows.js';
 
 export interface AppendResult {
   eventId: string;
@@ -25,12 +36,6 @@ export interface AppendedBatch {
   events: StoredEvent[];
 }
 
-/** The admin view of a stored event. */
-export type LoggedEvent = StoredEvent & {
-  userUsername: string | null;
-  deliveredCount: number;
-};
-
 const MAX_BATCH = 256;
 /**
  * Group commits in flight per replica. Appends may overlap now, but on the 2-core bench machine
@@ -38,10 +43,9 @@ const MAX_BATCH = 256;
  * throughput and p99 (bench/README.md, issue 16); one it is. Other replicas' batches overlap.
  */
 const APPENDS_IN_FLIGHT = 1;
-const MAX_BIGINT = 2n ** 63n - 1n;
 
 /** Event ids are bigints: a cursor past the largest one has nothing after it (and would not fit a query). */
-const beyondAnyId = (afterId: string) => BigInt(afterId) >= MAX_BIGINT;
+const beyondAnyId = (afterId: string) => BigInt(afterId) >= MAX_EVENT_ID;
 
 export function createEventLog(
   pool: pg.Pool,
@@ -218,28 +222,20 @@ export function createEventLog(
       if (filter.after !== undefined && beyondAnyId(filter.after)) return [];
       const byId = filter.project !== undefined && /^\d{1,18}$/.test(filter.project);
       const horizon = await readHorizon();
-      const { rows } = await pool.query<EventRow & { user_username: string | null; delivered_count: number }>(
-        `SELECT ${EVENT_COLUMNS}, user_username, delivered_count FROM push_events
+      const { rows } = await pool.query<LoggedEventRow>(
+        `SELECT ${LOGGED_EVENT_COLUMNS} FROM push_events
          WHERE id > $1 AND id <= $4
            AND ($2::text IS NULL OR ${byId ? 'project_id = $2::bigint' : 'lower(project_path) = lower($2)'})
          ORDER BY id LIMIT $3`,
         [filter.after ?? '0', filter.project ?? null, filter.limit, horizon],
       );
-      return rows.map((row) => ({
-        ...toStoredEvent(row),
-        userUsername: row.user_username,
-        deliveredCount: row.delivered_count,
-      }));
+      return rows.map(toLoggedEvent);
     },
 
     /** One event of the log, or undefined (unknown, or removed by retention). */
     async get(id: string): Promise<LoggedEvent | undefined> {
-      const { rows } = await pool.query<EventRow & { user_username: string | null; delivered_count: number }>(
-        `SELECT ${EVENT_COLUMNS}, user_username, delivered_count FROM push_events WHERE id = $1`,
-        [id],
-      );
-      const row = rows[0];
-      return row && { ...toStoredEvent(row), userUsername: row.user_username, deliveredCount: row.delivered_count };
+      const { rows } = await pool.query<LoggedEventRow>(`SELECT ${LOGGED_EVENT_COLUMNS} FROM push_events WHERE id = $1`, [id]);
+      return rows[0] && toLoggedEvent(rows[0]);
     },
 
     /** The highest id at or below the horizon: every id up to it is final (stored, or never will be). */

@@ -79,3 +79,20 @@ export function toBatchElement(ord: number, e: NewEvent): Record<string, unknown
 
 /** The key under which two events of one batch are the same delivery. */
 export const keyOf = (e: NewEvent): string | null => (e.idempotencyKey ? `${e.idempotencyKey.scope}:${e.idempotencyKey.value}` : null);
+
+/** The largest event id: a cursor beyond it has nothing after it (and would not fit a query). */
+export const MAX_EVENT_ID = 2n ** 63n - 1n;
+
+/** The admin view of a stored event. */
+export type LoggedEvent = StoredEvent & {
+  userUsername: string | null;
+  deliveredCount: number;
+};
+
+export type LoggedEventRow = EventRow & { user_username: string | null; delivered_count: number };
+
+export const LOGGED_EVENT_COLUMNS = `${EVENT_COLUMNS}, user_username, delivered_count`;
+
+export function toLoggedEvent(row: LoggedEventRow): LoggedEvent {
+  return { ...toStoredEvent(row), userUsername: row.user_username, deliveredCount: row.delivered_count };
+}

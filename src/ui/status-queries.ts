@@ -4,8 +4,7 @@
  * never reads more than `limit + 1` rows, however large the tables are.
  */
 import type pg from 'pg';
-import { toStoredEvent } from '../events/event-rows.js';
-import type { StoredEvent } from '../events/event.js';
+import { MAX_EVENT_ID, toLoggedEvent, type LoggedEvent, type LoggedEventRow } from '../events/event-rows.js';
 
 export interface AgentSummary {
   id: string;
@@ -15,10 +14,6 @@ export interface AgentSummary {
   lastConnectedAt: string | null;
 }
 
-export type EventSummary = StoredEvent & {
-  userUsername: string | null;
-  deliveredCount: number;
-};
 
 export interface Page<T> {
   items: T[];
@@ -30,15 +25,6 @@ export interface Page<T> {
 export type AgentCursor = { after?: string; before?: string };
 export type EventCursor = { before?: string; after?: string };
 
-type EventRow = Parameters<typeof toStoredEvent>[0] & { user_username: string | null; delivered_count: number };
-
-const toEventSummary = (row: EventRow): EventSummary => ({
-  ...toStoredEvent(row),
-  userUsername: row.user_username,
-  deliveredCount: row.delivered_count,
-});
-
-const MAX_EVENT_ID = 2n ** 63n - 1n;
 /** Cursors come from URLs: anything out of the bigint range is clamped rather than sent to Postgres. */
 const clampId = (id: string) => (BigInt(id) > MAX_EVENT_ID ? MAX_EVENT_ID.toString() : id);
 
@@ -100,18 +86,18 @@ export function createStatusQueries(pool: pg.Pool) {
      * empty; a few, and each is read through the (path, id) index; many, and the matches are
      * dense enough for the newest-first scan to find a page quickly.
      */
-    async events(search: string | undefined, cursor: EventCursor, limit: number): Promise<Page<EventSummary>> {
+    async events(search: string | undefined, cursor: EventCursor, limit: number): Promise<Page<LoggedEvent>> {
       const backwards = cursor.after !== undefined && cursor.before === undefined;
       const bound = backwards ? cursor.after : cursor.before;
       const boundParam = bound === undefined ? null : clampId(bound);
       const order = backwards ? 'ASC' : 'DESC';
       const beyond = backwards ? '>' : '<';
-      let rows: EventRow[];
+      let rows: LoggedEventRow[];
       const paths = search === undefined ? undefined : await matchingPaths(search);
       if (paths !== undefined && paths.length === 0) {
         rows = [];
       } else if (paths !== undefined && paths.length <= FEW_PATHS) {
-        ({ rows } = await pool.query<EventRow>(
+        ({ rows } = await pool.query<LoggedEventRow>(
           `SELECT e.* FROM unnest($1::text[]) AS c(path)
            CROSS JOIN LATERAL (
              SELECT * FROM push_events
@@ -122,7 +108,7 @@ export function createStatusQueries(pool: pg.Pool) {
           [paths, boundParam, limit + 1],
         ));
       } else {
-        ({ rows } = await pool.query<EventRow>(
+        ({ rows } = await pool.query<LoggedEventRow>(
           `SELECT * FROM push_events
            WHERE ($1::text IS NULL OR strpos(lower(project_path), lower($1)) > 0)
              AND ($2::bigint IS NULL OR id ${beyond} $2::bigint)
@@ -131,13 +117,13 @@ export function createStatusQueries(pool: pg.Pool) {
           [search ?? null, boundParam, limit + 1],
         ));
       }
-      return pageOf(rows.map(toEventSummary), limit, backwards, cursor.before !== undefined);
+      return pageOf(rows.map(toLoggedEvent), limit, backwards, cursor.before !== undefined);
     },
 
-    async event(id: string): Promise<EventSummary | undefined> {
+    async event(id: string): Promise<LoggedEvent | undefined> {
       if (!/^\d{1,19}$/.test(id) || BigInt(id) > MAX_EVENT_ID) return undefined;
-      const { rows } = await pool.query<EventRow>('SELECT * FROM push_events WHERE id = $1', [id]);
-      return rows[0] && toEventSummary(rows[0]);
+      const { rows } = await pool.query<LoggedEventRow>('SELECT * FROM push_events WHERE id = $1', [id]);
+      return rows[0] && toLoggedEvent(rows[0]);
     },
 
     async deliveredCounts(ids: string[]): Promise<Map<string, number>> {
