@@ -250,7 +250,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       tracker,
       metrics,
       log,
-      onDelivered: (eventIds) => changes.deliveriesChanged(eventIds),
+      onDelivered: (eventIds) => changes.eventsChanged(eventIds, true),
       onWritten: announce,
     });
     closers.push(() => deliveries.close());
@@ -270,8 +270,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
       deploymentsOf: (eventIds) => deployments.forEvents(eventIds),
     };
     // Deployments this replica changed: one bus message, and every replica's page re-reads them.
-    changes.onEvents((eventIds) => live.deploymentsChanged(eventIds));
-    changes.onDeliveries((eventIds) => live.deliveriesChanged(eventIds));
+    changes.onEvents((eventIds, deliveriesOnly) => live.deploymentsChanged(eventIds, deliveriesOnly));
 
     const hub = createHub({ events, deliveries, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
     closers.push(async () => hub.stop());

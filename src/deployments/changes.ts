@@ -4,20 +4,16 @@
  * replicas are not announced here; a view that must see them polls the stores as well.
  */
 export interface ChangeFeed {
-  /** Deployments (and maybe deliveries) of these events changed. */
-  onEvents(listener: (eventIds: string[]) => void): () => void;
-  /** Only deliveries of these events changed. */
-  onDeliveries(listener: (eventIds: string[]) => void): () => void;
+  /** Deployments or deliveries of these events changed; `deliveriesOnly`: no deployment did. */
+  onEvents(listener: (eventIds: string[], deliveriesOnly: boolean) => void): () => void;
   /** This agent's reported objects changed. */
   onObjects(listener: (agentId: string) => void): () => void;
-  eventsChanged(eventIds: Iterable<string>): void;
-  deliveriesChanged(eventIds: Iterable<string>): void;
+  eventsChanged(eventIds: Iterable<string>, deliveriesOnly?: boolean): void;
   objectsChanged(agentId: string): void;
 }
 
 export function createChangeFeed(): ChangeFeed {
-  const eventListeners = new Set<(eventIds: string[]) => void>();
-  const deliveryListeners = new Set<(eventIds: string[]) => void>();
+  const eventListeners = new Set<(eventIds: string[], deliveriesOnly: boolean) => void>();
   const objectListeners = new Set<(agentId: string) => void>();
   const subscribe = <T>(set: Set<T>, listener: T) => {
     set.add(listener);
@@ -25,17 +21,11 @@ export function createChangeFeed(): ChangeFeed {
   };
   return {
     onEvents: (listener) => subscribe(eventListeners, listener),
-    onDeliveries: (listener) => subscribe(deliveryListeners, listener),
     onObjects: (listener) => subscribe(objectListeners, listener),
-    eventsChanged(eventIds) {
+    eventsChanged(eventIds, deliveriesOnly = false) {
       const ids = [...eventIds];
       if (ids.length === 0) return;
-      for (const listener of eventListeners) listener(ids);
-    },
-    deliveriesChanged(eventIds) {
-      const ids = [...eventIds];
-      if (ids.length === 0) return;
-      for (const listener of deliveryListeners) listener(ids);
+      for (const listener of eventListeners) listener(ids, deliveriesOnly);
     },
     objectsChanged(agentId) {
       for (const listener of objectListeners) listener(agentId);

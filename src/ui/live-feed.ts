@@ -436,17 +436,13 @@ export function createLiveFeed(deps: LiveFeedDeps) {
       memory.startAfter(eventId);
     },
 
-    /** For the cluster-state module: deliveries or deployments of these events changed (on any replica). */
-    deploymentsChanged(eventIds: string[]): void {
+    /**
+     * For the cluster-state module: deliveries or deployments of these events changed (on any
+     * replica). `deliveriesOnly`: no deployment did, so nothing to read for the overview.
+     */
+    deploymentsChanged(eventIds: string[], deliveriesOnly = false): void {
       if (eventIds.length === 0) return;
-      const message: LiveBusMessage = { type: 'live', topic: 'deployments', eventIds };
-      deps.bus.publish(message).catch(() => onBus(message));
-    },
-
-    /** Only deliveries of these events changed: no deployment, so nothing to read for the overview. */
-    deliveriesChanged(eventIds: string[]): void {
-      if (eventIds.length === 0) return;
-      const message: LiveBusMessage = { type: 'live', topic: 'deployments', eventIds, deliveriesOnly: true };
+      const message: LiveBusMessage = { type: 'live', topic: 'deployments', eventIds, ...(deliveriesOnly ? { deliveriesOnly } : {}) };
       deps.bus.publish(message).catch(() => onBus(message));
     },
 
