@@ -267,6 +267,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     const clusterView: ClusterView = {
       objectsOf: (agentId) => cluster.objectsOf(agentId),
       deliveriesOf: (eventId) => deployments.deliveriesOf(eventId),
+      eventDeployments: (eventId) => deployments.forEvent(eventId),
       deploymentsOf: (eventIds) => deployments.forEvents(eventIds),
     };
     // Deployments this replica changed: one bus message, and every replica's page re-reads them.

@@ -41,6 +41,8 @@ export interface ClusterView {
   objectsOf(agentId: string): Promise<AgentObjects>;
   /** Per-agent deliveries of one event, oldest first. */
   deliveriesOf(eventId: string): Promise<DeliveryView[]>;
+  /** One event's deployments and deliveries, read in that order (deployment-store.ts forEvent says why). */
+  eventDeployments(eventId: string): Promise<{ deliveries: DeliveryView[]; deployments: DeploymentView[] }>;
   /** Deployments of these events, by event id (events without any are absent). */
   deploymentsOf(eventIds: string[]): Promise<Map<string, DeploymentView[]>>;
 }

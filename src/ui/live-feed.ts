@@ -321,10 +321,11 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   async function eventLiveFrame(id: string, deployments?: DeploymentView[]): Promise<LiveFrame | undefined> {
     const event = await deps.queries.event(id);
     if (!event) return undefined;
-    // Deployments before deliveries (deployment-store.ts forEvent says why).
-    const current = deployments ?? (await deps.cluster().deploymentsOf([id])).get(id) ?? [];
-    const deliveries = await deps.cluster().deliveriesOf(id);
-    return frame('event-live', { id, html: eventTimeline(event, deliveries, current).value });
+    // Deployments read before deliveries (deployment-store.ts forEvent says why): those passed in were.
+    const state = deployments
+      ? { deployments, deliveries: await deps.cluster().deliveriesOf(id) }
+      : await deps.cluster().eventDeployments(id);
+    return frame('event-live', { id, html: eventTimeline(event, state.deliveries, state.deployments).value });
   }
 
   // --- the bus ------------------------------------------------------------------------------

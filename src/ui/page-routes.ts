@@ -134,10 +134,7 @@ export function registerPages(
     const live = liveUrl({ view: 'event', id: request.params.id });
     const event = await queries.event(request.params.id);
     if (!event) throw new HttpError(404, 'not_found', 'There is no event with this id (retention may have removed it).');
-    // Deployments before deliveries, as GET /api/v1/events/{id} reads them: each deployment shown has its delivery shown.
-    const deployments = (await ctx.clusterView.deploymentsOf([event.id])).get(event.id) ?? [];
-    const deliveries = await ctx.clusterView.deliveriesOf(event.id);
-    const body = eventBody({ event, deliveries, deployments });
+    const body = eventBody({ event, ...(await ctx.clusterView.eventDeployments(event.id)) });
     return sendPage(reply, 200, `Event #${event.id}`, body, { live });
   });
 

@@ -296,13 +296,15 @@ describe('cluster state, once it is wired in', () => {
       latencyMs: state === 'applied' ? 4200 : null,
       timeline: [{ state: 'pending' as const, at: new Date().toISOString() }],
     });
+    const deliveries = () => [{ agent: { id: agent.id, name: 'cluster-agent' }, at: new Date().toISOString() }];
     const cluster: ClusterView = {
       objectsOf: async () => ({
         objects: [{ kind: 'GitRepository', namespace: 'flux-system', name: 'app', ready: 'False', reason: 'AuthFailed', message: 'bad <creds>', revision: null }],
         truncated: false,
       }),
-      deliveriesOf: async () => [{ agent: { id: agent.id, name: 'cluster-agent' }, at: new Date().toISOString() }],
+      deliveriesOf: async () => deliveries(),
       deploymentsOf: async (ids) => new Map(ids.filter((id) => id === eventId).map((id) => [id, [deployment()]])),
+      eventDeployments: async (id) => ({ deployments: id === eventId ? [deployment()] : [], deliveries: deliveries() }),
     };
     gw.ctx.clusterView = cluster;
 
