@@ -130,7 +130,7 @@ export class AgentSession {
 
   /** Hub entry point for a live event of a subscribed project. Returns whether a frame was written. */
   offer(event: StoredEvent, id: bigint, frame: Buffer, lowerPath: string, isPublic: boolean): boolean {
-    if (!isPublic && !this.grantedPaths.has(lowerPath)) return false;
+    if (!this.allows(lowerPath, isPublic)) return false;
     if (this.replaying) {
       if (this.buffer.length < MAX_REPLAY_BUFFER) this.buffer.push({ event, id, frame });
       else this.bufferOverflowed = true;
@@ -180,10 +180,15 @@ export class AgentSession {
     return [...this.projects].map(([lower, path]) => ({ path, access: subscriptionAccess(this.access, lower, visibility.get(lower)) }));
   }
 
-  /** The access rule for a replayed event, through the same granted paths the live path uses. */
+  /** The access rule for a replayed event, through the same check the live path (`offer`) makes. */
   mayReceive(event: StoredEvent): boolean {
     const lower = normalizePath(event.projectPath);
-    return this.projects.has(lower) && isWellFormedPath(event.projectPath) && (isPublicVisibility(event.visibility) || this.grantedPaths.has(lower));
+    return this.projects.has(lower) && isWellFormedPath(event.projectPath) && this.allows(lower, isPublicVisibility(event.visibility));
+  }
+
+  /** A subscribed path's event: public, or granted whatever its visibility (rules 1, 3 and 4). */
+  private allows(lowerPath: string, isPublic: boolean): boolean {
+    return isPublic || this.grantedPaths.has(lowerPath);
   }
 
   /** Writes a control frame; one that does not read them (subscribed answers, errors) is cut like a slow consumer. */
