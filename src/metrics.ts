@@ -92,7 +92,7 @@ export function createMetrics() {
     }),
     statusWriteDuration: new Histogram({
       name: 'kasgate_agent_writes_seconds',
-      help: "Time of one batch of agents' writes (deliveries, status objects, deployments moved) in one transaction, pool wait included",
+      help: "Time of one write of agents' state (a batch of status objects and the deployments they move, or one statement of deliveries), pool wait included",
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),
