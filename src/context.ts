@@ -34,13 +34,12 @@ import { createLiveFeed, type LiveFeed } from './ui/live-feed.js';
 import type { ClusterView } from './ui/cluster-view.js';
 import { createStatusQueries } from './ui/status-queries.js';
 import { createGitLabApi, type GitLabApi } from './gitlab/api/client.js';
-import { startStatusWorker, type StatusWorker } from './gitlab/commit-statuses/outbox.js';
-import { createDeploymentTracker } from './deployments/tracker.js';
-import { createDeliveryWriter, type DeliveryRecorder } from './deployments/deliveries.js';
-import { createDeploymentStore, type DeploymentStore } from './deployments/deployment-store.js';
-import { startDeploymentSweeper } from './deployments/sweeper.js';
+import type { StatusWorker } from './gitlab/commit-statuses/outbox.js';
+import { startDeploymentTracking } from './deployments/start.js';
+import type { DeliveryRecorder } from './deployments/deliveries.js';
+import type { DeploymentStore } from './deployments/deployment-store.js';
 import { createChangeFeed, type ChangeFeed } from './deployments/changes.js';
-import { createClusterState, type ClusterState } from './cluster/cluster-state.js';
+import type { ClusterState } from './cluster/cluster-state.js';
 import { createFluxAccessStore, type FluxAccessStore } from './agents/config-file/flux-access-store.js';
 import { startCredentials, type Credentials } from './credentials/credentials.js';
 import { forgetConfigFiles, startConfigRefresher, type ConfigRefresher } from './agents/config-file/refresher.js';
@@ -207,69 +206,17 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
         })
       : undefined;
     if (gitlabApi) closers.push(async () => gitlabApi.close());
-    const statusWorker = gitlabApi
-      ? startStatusWorker({
-          pool: backgroundPool,
-          api: gitlabApi,
-          replicaId: config.replicaId,
-          leaseMs: 3 * config.gitlab!.timeoutMs + 5000,
-          expireAfterMs: config.eventRetentionMs,
-          metrics,
-          log,
-        })
-      : undefined;
-    if (statusWorker) closers.push(() => statusWorker.stop());
-    const tracker = createDeploymentTracker({
-      timeoutMs: config.deploymentTimeoutMs,
-      publicUrl: config.publicUrl,
-      gitlabUrl: config.gitlab?.url,
-      statuses: gitlabApi !== undefined,
-      metrics,
-      log,
-    });
-    const announce = (outcome: { eventIds: Set<string>; statusesQueued: number }) => {
-      changes.eventsChanged(outcome.eventIds);
-      if (outcome.statusesQueued > 0) statusWorker?.nudge();
-    };
-    const cluster = createClusterState({
+    const tracking = startDeploymentTracking({
+      config,
       pool: backgroundPool,
+      gitlabApi,
       presence,
-      tracker,
+      changes,
       metrics,
       log,
-      maxObjects: config.maxStatusObjects,
-      replicaId: config.replicaId,
-      onWritten: (agentIds, outcome) => {
-        for (const agentId of agentIds) changes.objectsChanged(agentId);
-        announce(outcome);
-      },
     });
-    closers.push(() => cluster.close());
-    const deliveries = createDeliveryWriter({
-      pool: backgroundPool,
-      tracker,
-      metrics,
-      log,
-      onDelivered: (eventIds) => changes.eventsChanged(eventIds, true),
-      onWritten: announce,
-    });
-    closers.push(() => deliveries.close());
-    const sweeper = startDeploymentSweeper({
-      pool: backgroundPool,
-      tracker,
-      timeoutMs: config.deploymentTimeoutMs,
-      keepMs: config.eventRetentionMs,
-      log,
-      onSwept: announce,
-    });
-    closers.push(() => sweeper.stop());
-    const deployments = createDeploymentStore(backgroundPool);
-    const clusterView: ClusterView = {
-      objectsOf: (agentId) => cluster.objectsOf(agentId),
-      deliveriesOf: (eventId) => deployments.deliveriesOf(eventId),
-      eventDeployments: (eventId) => deployments.forEvent(eventId),
-      deploymentsOf: (eventIds) => deployments.forEvents(eventIds),
-    };
+    closers.push(...tracking.closers);
+    const { statusWorker, cluster, deliveries, deployments, clusterView } = tracking;
     // Deployments this replica changed: one bus message, and every replica's page re-reads them.
     changes.onEvents((eventIds, deliveriesOnly) => live.deploymentsChanged(eventIds, deliveriesOnly));
 
