@@ -181,7 +181,6 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
         });
       },
     });
-    closers.push(() => events.close());
 
     // A webhook waits for the store a little longer than one query may take, then answers 503.
     const deadlineMs = config.dbTimeoutMs + 300;
@@ -220,7 +219,7 @@ export async function createContext(config: Config, log: Logger): Promise<AppCon
     // Deployments this replica changed: one bus message, and every replica's page re-reads them.
     changes.onEvents((eventIds, deliveriesOnly) => live.deploymentsChanged(eventIds, deliveriesOnly));
 
-    const hub = createHub({ events, deliveries, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
+    const hub = createHub({ deliveries, agents, tokens, presence, metrics, log, heartbeatSeconds: config.heartbeatSeconds });
     closers.push(async () => hub.stop());
     dispatcher = await startDispatcher({ events, hub: live.dispatchingTo(hub), bus, metrics, log, sweepSeconds: config.sweepSeconds });
     live.startAfter(dispatcher.highestDispatched);

@@ -1,7 +1,7 @@
 /**
  * The event log in Postgres (pushes and artifacts, table push_events): append (group commit, one
- * statement per batch), read after an id, admin listing, delivery counts. Postgres is the source of truth; the doorbell only says
- * "look".
+ * statement per batch), read after an id, admin listing. Postgres is the source of truth; the
+ * doorbell only says "look".
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -158,27 +158,6 @@ export function createEventLog(
     return rows[0]!.horizon;
   }
 
-  let deliveries = new Map<string, number>();
-  async function flushDeliveries(): Promise<void> {
-    if (deliveries.size === 0) return;
-    const batch = deliveries;
-    deliveries = new Map();
-    try {
-      // Rows locked in id order first: two replicas counting the same events never deadlock.
-      await pool.query(
-        `WITH d AS (SELECT * FROM unnest($1::bigint[], $2::int[]) AS d(id, n)),
-         locked AS (SELECT e.id FROM push_events e JOIN d ON e.id = d.id ORDER BY e.id FOR UPDATE OF e)
-         UPDATE push_events e SET delivered_count = e.delivered_count + d.n
-         FROM d WHERE e.id = d.id AND e.id IN (SELECT id FROM locked)`,
-        [[...batch.keys()], [...batch.values()]],
-      );
-    } catch (err) {
-      deps.log.warn({ err: (err as Error).message }, 'could not store delivery counts; will retry');
-      for (const [id, n] of batch) deliveries.set(id, (deliveries.get(id) ?? 0) + n);
-    }
-  }
-  const deliveryTimer = setInterval(() => void flushDeliveries(), 1000);
-  deliveryTimer.unref();
 
   return {
     /**
@@ -250,16 +229,6 @@ export function createEventLog(
     async prunedThrough(): Promise<string> {
       const { rows } = await pool.query<{ pruned_through: string }>('SELECT pruned_through FROM event_log_state');
       return rows[0]?.pruned_through ?? '0';
-    },
-
-    /** Counts frames written for an event; stored in batches, once a second. */
-    countDeliveries(eventId: string, frames: number): void {
-      if (frames > 0) deliveries.set(eventId, (deliveries.get(eventId) ?? 0) + frames);
-    },
-
-    async close(): Promise<void> {
-      clearInterval(deliveryTimer);
-      await flushDeliveries();
     },
   };
 }

@@ -8,7 +8,6 @@ import { buildAccess, isWellFormedPath, VISIBILITY_PUBLIC, normalizePath } from 
 import { stableJson } from '../agents/config-file/parse.js';
 import type { AgentStore } from '../agents/agent-store.js';
 import type { TokenStore } from '../agents/token-store.js';
-import type { EventLog } from '../events/event-log.js';
 import type { DeliveryRecorder } from '../deployments/deliveries.js';
 import type { StoredEvent } from '../events/event.js';
 import type { Metrics } from '../metrics.js';
@@ -18,7 +17,6 @@ import { frameBytes } from './frames.js';
 import type { Presence } from './presence.js';
 
 export interface HubDeps {
-  events: Pick<EventLog, 'countDeliveries'>;
   deliveries: Pick<DeliveryRecorder, 'record'>;
   agents: Pick<AgentStore, 'accessInputs'>;
   tokens: Pick<TokenStore, 'activeAmong'>;
@@ -178,7 +176,6 @@ export function createHub(deps: HubDeps) {
       deps.deliveries.record(event.id, agentIds);
       if (written > 0) {
         deps.metrics.pushesDelivered.inc(written);
-        deps.events.countDeliveries(event.id, written);
         if (storedAt !== undefined) deps.metrics.fanoutLatency.observe(Math.max(0, Date.now() - storedAt) / 1000);
       }
     },

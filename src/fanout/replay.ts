@@ -18,7 +18,7 @@ import { retryDelayMs } from '../lib/retry-delay.js';
 const PAGE = 500;
 
 export interface ReplayDeps {
-  events: Pick<EventLog, 'readAfter' | 'prunedThrough' | 'highestId' | 'countDeliveries'>;
+  events: Pick<EventLog, 'readAfter' | 'prunedThrough' | 'highestId'>;
   deliveries: Pick<DeliveryRecorder, 'record'>;
   metrics: Metrics;
   log: Logger;
@@ -71,7 +71,6 @@ export async function replay(session: AgentSession, deps: ReplayDeps): Promise<v
       if (session.mayReceive(event) && session.writeEvent(id, frameBytes(event))) {
         deps.metrics.eventsReplayed.inc();
         deps.metrics.pushesDelivered.inc();
-        deps.events.countDeliveries(event.id, 1);
         deps.deliveries.record(event.id, [session.agentId]);
       }
       if (id > session.lastSentId) session.lastSentId = id;
@@ -88,7 +87,6 @@ export async function replay(session: AgentSession, deps: ReplayDeps): Promise<v
     for (const { event, id, frame } of events) {
       if (session.writeEvent(id, frame)) {
         deps.metrics.pushesDelivered.inc();
-        deps.events.countDeliveries(event.id, 1);
         deps.deliveries.record(event.id, [session.agentId]);
       }
     }

@@ -4,7 +4,7 @@
  * never reads more than `limit + 1` rows, however large the tables are.
  */
 import type pg from 'pg';
-import { MAX_EVENT_ID, toLoggedEvent, type LoggedEvent, type LoggedEventRow } from '../events/event-rows.js';
+import { LOGGED_EVENT_COLUMNS, MAX_EVENT_ID, deliveredAgentsOf, toLoggedEvent, type LoggedEvent, type LoggedEventRow } from '../events/event-rows.js';
 
 export interface AgentSummary {
   id: string;
@@ -100,7 +100,7 @@ export function createStatusQueries(pool: pg.Pool) {
         ({ rows } = await pool.query<LoggedEventRow>(
           `SELECT e.* FROM unnest($1::text[]) AS c(path)
            CROSS JOIN LATERAL (
-             SELECT * FROM push_events
+             SELECT ${LOGGED_EVENT_COLUMNS} FROM push_events
              WHERE lower(project_path) = c.path AND ($2::bigint IS NULL OR id ${beyond} $2::bigint)
              ORDER BY id ${order} LIMIT $3
            ) e
@@ -109,7 +109,7 @@ export function createStatusQueries(pool: pg.Pool) {
         ));
       } else {
         ({ rows } = await pool.query<LoggedEventRow>(
-          `SELECT * FROM push_events
+          `SELECT ${LOGGED_EVENT_COLUMNS} FROM push_events
            WHERE ($1::text IS NULL OR strpos(lower(project_path), lower($1)) > 0)
              AND ($2::bigint IS NULL OR id ${beyond} $2::bigint)
            ORDER BY id ${order}
@@ -122,14 +122,14 @@ export function createStatusQueries(pool: pg.Pool) {
 
     async event(id: string): Promise<LoggedEvent | undefined> {
       if (!/^\d{1,19}$/.test(id) || BigInt(id) > MAX_EVENT_ID) return undefined;
-      const { rows } = await pool.query<LoggedEventRow>('SELECT * FROM push_events WHERE id = $1', [id]);
+      const { rows } = await pool.query<LoggedEventRow>(`SELECT ${LOGGED_EVENT_COLUMNS} FROM push_events WHERE id = $1`, [id]);
       return rows[0] && toLoggedEvent(rows[0]);
     },
 
     async deliveredCounts(ids: string[]): Promise<Map<string, number>> {
       if (ids.length === 0) return new Map();
       const { rows } = await pool.query<{ id: string; delivered_count: number }>(
-        'SELECT id, delivered_count FROM push_events WHERE id = ANY($1::bigint[])',
+        `SELECT e.id, ${deliveredAgentsOf('e.id')} AS delivered_count FROM unnest($1::bigint[]) AS e(id)`,
         [ids],
       );
       return new Map(rows.map((r) => [r.id, r.delivered_count]));

@@ -27,7 +27,6 @@ beforeAll(async () => {
   events = createEventLog(pool, { log, metrics: createMetrics(), onAppended: (batch) => doorbell.push(batch) });
 });
 afterAll(async () => {
-  await events?.close();
   await pool?.end();
   await schema.drop();
 });

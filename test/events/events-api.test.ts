@@ -3,6 +3,7 @@ import { describe, expect, test } from 'vitest';
 import { useGateway } from '../support/gateway.js';
 import { nextProjectId, pushBody } from '../support/fixtures.js';
 import { MODES, newKey, readJson } from '../gitlab/support/webhooks.js';
+import { connectAgent, eventually } from '../support/agent-client.js';
 
 interface LoggedEvent {
   id: string;
@@ -91,6 +92,34 @@ describe.each(MODES)('GET /api/v1/events on $mode', ({ options }) => {
     await push(id, `lonely/p${id}`);
     const { events } = await list(`?project=${id}`);
     expect(events.map((e) => e.deliveredCount)).toEqual([0]);
+  });
+
+  test('deliveredCount counts agents: an agent that got the event on two connections and again by replay counts once', async () => {
+    const id = nextProjectId();
+    const path = `counted/p${id}`;
+    const one = await gw.createAgent(`counted-one-${id}`, `counted/config-${id}`);
+    const other = await gw.createAgent(`counted-other-${id}`, `counted/config-${id}`);
+    const sockets = [await connectAgent(gw.wsUrl, one.token), await connectAgent(gw.wsUrl, one.token)];
+    try {
+      for (const socket of sockets) await socket.subscribe([path]);
+      const res = await gw.postWebhook(pushBody({ projectId: id, path, visibility: 20 }), { 'idempotency-key': newKey() });
+      const { eventId } = (await readJson(res)) as { eventId: string };
+      const got = (socket: (typeof sockets)[number]) => socket.waitFor((f) => f.type === 'push' && f.eventId === eventId);
+      for (const socket of sockets) await got(socket);
+      // The same agent once more, by replay, and a second agent by replay: four frames, two agents.
+      for (const token of [one.token, other.token]) {
+        const late = await connectAgent(gw.wsUrl, token);
+        sockets.push(late);
+        await late.subscribe([path], String(BigInt(eventId) - 1n));
+        await got(late);
+      }
+      const count = async () => (await list(`?project=${id}`)).events.map((e) => e.deliveredCount);
+      await eventually(count, (c) => c.join() === '2');
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(await count()).toEqual([2]);
+    } finally {
+      for (const socket of sockets) await socket.close();
+    }
   });
 
   test.each([

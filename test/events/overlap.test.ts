@@ -28,7 +28,6 @@ beforeAll(async () => {
   events = createEventLog(pool, { log, metrics: createMetrics(), onAppended: () => {} });
 });
 afterAll(async () => {
-  await events?.close();
   await pool?.end();
   await schema.drop();
 });

@@ -91,7 +91,7 @@ describe('one gateway', () => {
     const cells = await row.locator('th, td').allTextContents();
     expect(cells.slice(0, 5)).toEqual([`#${eventId}`, project, 'main', sha.slice(0, 8), 'push']);
     expect(cells[5]).toMatch(/\d+ s ago/);
-    await expect.poll(() => row.locator('[data-cell="delivered"]').textContent(), { timeout: 5000 }).toBe('1 connection');
+    await expect.poll(() => row.locator('[data-cell="delivered"]').textContent(), { timeout: 5000 }).toBe('1 agent');
     expect(await stillMarked(page)).toBe(true);
     await agent!.waitFor((f) => f.type === 'push' && f.eventId === eventId);
     await browser.screenshot(page, 'overview');
@@ -150,10 +150,10 @@ describe('one gateway', () => {
     await expect.poll(() => page.locator('#agents-table tr.is-connected').count(), { timeout: 2000 }).toBe(2);
     expect(await page.locator('#connected-count').textContent()).toBe('2');
     await expect.poll(() => page.locator('#events-rows [data-cell="delivered"]').allTextContents(), { timeout: 5000 }).toEqual([
-      '1 connection',
-      '2 connections',
-      '1 connection',
-      '1 connection',
+      '1 agent',
+      '2 agents',
+      '1 agent',
+      '1 agent',
     ]);
     await browser.screenshot(page, 'status-page');
     for (const connected of live) await connected.close();
@@ -290,7 +290,7 @@ describe('two replicas', () => {
     const response = await a.postWebhook(pushBody({ path: project, projectId: nextProjectId() }));
     const { eventId } = (await response.json()) as { eventId: string };
     await page.locator(`#events-rows tr[data-event-id="${eventId}"]`).waitFor({ timeout: 2000 });
-    await expect.poll(() => page.locator(`tr[data-event-id="${eventId}"] [data-cell="delivered"]`).textContent(), { timeout: 5000 }).toBe('1 connection');
+    await expect.poll(() => page.locator(`tr[data-event-id="${eventId}"] [data-cell="delivered"]`).textContent(), { timeout: 5000 }).toBe('1 agent');
 
     await agent.close();
     await expect.poll(() => row.locator('td').first().textContent(), { timeout: 2000 }).toBe('✕ disconnected');

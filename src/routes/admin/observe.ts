@@ -25,7 +25,7 @@ const loggedCommon = {
   defaultBranch: z.string().nullable(),
   userUsername: z.string().nullable().meta({ description: 'Who pushed (a registry event: the actor the registry named)' }),
   receivedAt: z.string(),
-  deliveredCount: z.number().meta({ description: 'Event frames written to agent connections (replays included)' }),
+  deliveredCount: z.number().meta({ description: 'How many agents it was delivered to (live or by replay; an agent counts once, whatever its connections)' }),
 };
 
 export const LoggedPush = z

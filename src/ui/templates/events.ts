@@ -35,11 +35,10 @@ export function refCell(ref: string): Html {
 }
 
 /** The event page's words for how many frames went out. */
-export const deliveredLong = (n: number): string =>
-  n === 0 ? 'No agent connection has received it yet.' : `Written to ${plural(n, 'agent connection')} (replays included).`;
+export const deliveredLong = (n: number): string => (n === 0 ? 'No agent has received it yet.' : `Delivered to ${plural(n, 'agent')}.`);
 
 export function deliveredText(n: number): string {
-  return n === 0 ? 'none yet' : plural(n, 'connection');
+  return n === 0 ? 'none yet' : plural(n, 'agent');
 }
 
 /** The deployments cell: how many reached each state, worst first. */
