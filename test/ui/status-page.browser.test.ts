@@ -242,6 +242,8 @@ describe('a push followed to the cluster', () => {
     const step = page.locator('.timeline > li', { hasText: 'Kustomization flux-system/apps' });
     expect(await step.locator('p').first().textContent()).toMatch(/^prod-eu: . pending/);
     expect(await step.textContent()).toContain('Waiting for GitRepository flux-system/app to fetch the commit.');
+    // "pending" once: the state, not again as the only entry of its history.
+    expect(await step.locator('.substeps li').count()).toBe(0);
     await browser.screenshot(page, 'event-pending');
 
     // What Flux does: the source fetches the commit, then the Kustomization applies it.

@@ -142,7 +142,12 @@ ${deployments.map((d) =>
       d.latencyMs !== null ? html` after ${duration(d.latencyMs)}` : ''
     }${d.revision ? html` · revision <span class="mono">${d.revision}</span>` : ''}</p>
 ${deploymentDetail(d)}
-<ol class="substeps">${d.timeline.map((t) => html`<li>${stateBadge(t.state)} <time datetime="${t.at}">${utc(t.at)}</time></li>`)}</ol>`,
+${
+  // One step is the state above at the step's own time: listing it again says nothing.
+  d.timeline.length > 1
+    ? html`<ol class="substeps">${d.timeline.map((t) => html`<li>${stateBadge(t.state)} <time datetime="${t.at}">${utc(t.at)}</time></li>`)}</ol>`
+    : ''
+}`,
     STATE_TONE[d.state],
   ),
 )}
