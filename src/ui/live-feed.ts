@@ -3,16 +3,17 @@
  * server-sent events. It is fed by what the gateway already knows, never by polling per browser:
  *
  * - events: the dispatcher hands every event to this replica's hub exactly once, in id order
- *   (gaps caught up from Postgres); the feed sits beside the hub (`dispatchingTo`). Delivery
- *   counts are stored by every replica once a second, so the feed reads the counts of the events
- *   it has just shown, once per replica, 1.5 s and 5 s after they came.
+ *   (gaps caught up from Postgres); the feed sits beside the hub (`dispatchingTo`). How many
+ *   agents each reached is read when its deliveries are written (below).
  * - connections: presence changes made on this replica (register, subscribe, remove) are rung on
  *   the bus, one small message per change, so every replica hears of every change once, whatever
  *   the number of browsers; each then reads that agent's presence once and renders its row once.
  *   A replica that dies removes nothing: its records expire. While browsers watch, the feed
  *   compares a full presence listing every 30 s (Redis only) to catch those.
- * - deployments: the cluster-state module calls `deploymentsChanged(eventIds)`, which is rung on
- *   the bus the same way.
+ * - deliveries and deployments: the deployments module calls `deploymentsChanged(eventIds)` once
+ *   it has written an event's deliveries (within 25 ms of the frames) or changed its deployments,
+ *   which is rung on the bus the same way; the feed then reads those events' delivery counts and
+ *   deployments once per replica.
  *
  * A browser that reconnects (EventSource sends Last-Event-ID) gets what it missed from a bounded
  * memory of recent events and changes; one that missed more than that is told to reload.
@@ -70,7 +71,6 @@ export interface LiveFeedDeps {
 
 /** A page's render time and its browser's first connection can be this far apart, and clocks too. */
 const REPLAY_MARGIN_MS = 5000;
-const COUNT_CHECKS_MS = [1500, 5000];
 const COALESCE_MS = 100;
 const TICK_MS = 25_000;
 const SWEEP_MS = 30_000;
@@ -130,38 +130,13 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     if (!entry || clients.size === 0) return;
     const f = frame('event-row', { id: event.id, html: rowOf(entry), announce: `New ${kindLabel(event)} to ${event.projectPath}` });
     broadcast((c) => (matches(c.view, event) ? f : undefined));
-    checkCountsLater([event.id]);
   }
 
-  const countChecks = new Map<string, number[]>();
-  let countTimer: NodeJS.Timeout | undefined;
-  function checkCountsLater(ids: string[]): void {
-    const now = Date.now();
-    for (const id of ids) countChecks.set(id, COUNT_CHECKS_MS.map((d) => now + d));
-    countTimer ??= setInterval(() => void checkCounts(), 500);
-    countTimer.unref();
-  }
-  async function checkCounts(): Promise<void> {
-    const now = Date.now();
-    const due: string[] = [];
-    for (const [id, times] of countChecks) {
-      if (times[0]! > now) continue;
-      due.push(id);
-      times.shift();
-      if (times.length === 0) countChecks.delete(id);
-    }
-    if (countChecks.size === 0 && countTimer) {
-      clearInterval(countTimer);
-      countTimer = undefined;
-    }
-    if (due.length === 0 || clients.size === 0) return;
-    let counts: Map<string, number>;
-    try {
-      counts = await deps.queries.deliveredCounts(due);
-    } catch (err) {
-      log.debug({ err: (err as Error).message }, 'status page: could not read delivery counts; the next check tries again');
-      return;
-    }
+  /** Agent counts of events whose deliveries were just written, for the pages that show them. */
+  async function refreshCounts(ids: string[]): Promise<void> {
+    const shown = ids.filter((id) => [...clients].some((c) => c.view.view === 'overview' || (c.view.view === 'event' && c.view.eventId === id)));
+    if (shown.length === 0) return;
+    const counts = await deps.queries.deliveredCounts(shown);
     for (const [id, count] of counts) {
       const entry = memory.event(id);
       if (entry) {
@@ -275,9 +250,11 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     deploymentTimer = undefined;
     const ids = [...pendingDeployments];
     const delivered = [...pendingDeliveries].filter((id) => !pendingDeployments.has(id));
+    const counted = [...new Set([...pendingDeliveries, ...pendingDeployments])];
     pendingDeployments.clear();
     pendingDeliveries.clear();
     try {
+      await refreshCounts(counted);
       for (const id of delivered) {
         const change: ChangeEntry = { at: Date.now(), key: `deliver:${id}`, change: { topic: 'deliveries', eventId: id } };
         remember(change.key, change);
@@ -496,7 +473,6 @@ export function createLiveFeed(deps: LiveFeedDeps) {
       clearInterval(tick);
       clearInterval(sweep);
       clearInterval(sessionCheck);
-      if (countTimer) clearInterval(countTimer);
       if (agentTimer) clearTimeout(agentTimer);
       if (deploymentTimer) clearTimeout(deploymentTimer);
       for (const c of Array.from(clients)) endClient(c, 'shutdown');

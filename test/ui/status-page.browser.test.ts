@@ -91,7 +91,9 @@ describe('one gateway', () => {
     const cells = await row.locator('th, td').allTextContents();
     expect(cells.slice(0, 5)).toEqual([`#${eventId}`, project, 'main', sha.slice(0, 8), 'push']);
     expect(cells[5]).toMatch(/\d+ s ago/);
+    // The count follows the delivery's record (written within 25 ms), not a check seconds later.
     await expect.poll(() => row.locator('[data-cell="delivered"]').textContent(), { timeout: 5000 }).toBe('1 agent');
+    expect(Date.now() - posted).toBeLessThan(1200);
     expect(await stillMarked(page)).toBe(true);
     await agent!.waitFor((f) => f.type === 'push' && f.eventId === eventId);
     await browser.screenshot(page, 'overview');
