@@ -5,11 +5,9 @@
  * - events: the dispatcher hands every event to this replica's hub exactly once, in id order
  *   (gaps caught up from Postgres); the feed sits beside the hub (`dispatchingTo`). How many
  *   agents each reached is read when its deliveries are written (below).
- * - connections: presence changes made on this replica (register, subscribe, remove) are rung on
- *   the bus, one small message per change, so every replica hears of every change once, whatever
- *   the number of browsers; each then reads that agent's presence once and renders its row once.
- *   A replica that dies removes nothing: its records expire. While browsers watch, the feed
- *   compares a full presence listing every 30 s (Redis only) to catch those.
+ * - connections (live-agents.ts): presence changes made on this replica are rung on the bus, so
+ *   every replica hears of every change once, whatever the number of browsers, reads that agent's
+ *   presence once and renders its row once.
  * - deliveries and deployments: the deployments module calls `deploymentsChanged(eventIds)` once
  *   it has written an event's deliveries (within 25 ms of the frames) or changed its deployments,
  *   which is rung on the bus the same way; the feed then reads those events' delivery counts and
@@ -25,10 +23,9 @@ import type { Hub } from '../fanout/hub.js';
 import type { Presence } from '../fanout/presence.js';
 import type { ClusterView, DeploymentView } from './cluster-view.js';
 import type { StatusQueries } from './status-queries.js';
-import { agentLive, agentRow, type AgentStateView } from './templates/agents.js';
 import { deliveredLong, deliveredText, deploymentsCell, eventRow, eventTimeline, latencyCell, type EventView } from './templates/events.js';
 import { kindLabel } from './format.js';
-import { ringingPresence } from './ringing-presence.js';
+import { createLiveAgents } from './live-agents.js';
 import { LiveMemory, type AgentChange, type ChangeEntry, type EventEntry } from './live-memory.js';
 
 type LiveBusMessage = Extract<BusMessage, { type: 'live' }>;
@@ -84,7 +81,6 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   const { log } = deps;
   const clients = new Set<LiveClient>();
   const memory = new LiveMemory(REPLAY_MARGIN_MS);
-  const lastConnected = new Map<string, string>();
   let closed = false;
 
   /** Browsers still being sent what they missed: live frames wait behind that, so older never overwrites newer. */
@@ -149,96 +145,10 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     }
   }
 
-  // --- agents -------------------------------------------------------------------------------
+  // --- agents (live-agents.ts) ------------------------------------------------------------
 
   const remember = (key: string, entry: ChangeEntry) => memory.remember(key, entry);
-
-  async function agentView(change: AgentChange): Promise<AgentStateView> {
-    const connections = await deps.presence.listForAgent(change.agentId);
-    const latest = [change.connectedAt, lastConnected.get(change.agentId), ...connections.map((c) => c.connectedAt)]
-      .filter((t): t is string => !!t)
-      .sort()
-      .at(-1);
-    if (latest) lastConnected.set(change.agentId, latest);
-    return { id: change.agentId, name: connections[0]?.agentName ?? change.agentName, connections, lastConnectedAt: latest ?? null };
-  }
-
-  async function renderAgent(entry: ChangeEntry & { change: AgentChange }): Promise<NonNullable<ChangeEntry['frames']>> {
-    if (entry.frames) return entry.frames;
-    const view = await agentView(entry.change);
-    const connected = view.connections.length > 0;
-    entry.frames = {
-      overview: frame('agent-row', {
-        id: view.id,
-        html: agentRow(view).value,
-        announce: `Agent ${view.name} ${connected ? 'connected' : 'disconnected'}`,
-      }),
-      agent: frame('agent-live', { id: view.id, html: agentLive(view).value, announce: `${connected ? 'Connected' : 'Disconnected'}` }),
-    };
-    return entry.frames;
-  }
-
-  const pendingAgents = new Map<string, AgentChange>();
-  let agentTimer: NodeJS.Timeout | undefined;
-  function agentChanged(change: AgentChange): void {
-    pendingAgents.set(change.agentId, change);
-    agentTimer ??= setTimeout(() => void flushAgents(), COALESCE_MS);
-  }
-  async function flushAgents(): Promise<void> {
-    agentTimer = undefined;
-    const batch = [...pendingAgents.values()];
-    pendingAgents.clear();
-    for (const change of batch) {
-      const key = `agent:${change.agentId}`;
-      const entry: ChangeEntry & { change: AgentChange } = { at: Date.now(), key, change };
-      remember(key, entry);
-      if (!wantsAgent(change.agentId)) continue;
-      try {
-        const frames = await renderAgent(entry);
-        broadcast((c) => agentFrameFor(c.view, change.agentId, frames));
-      } catch (err) {
-        entry.frames = undefined;
-        log.debug({ err: (err as Error).message }, 'status page: could not read presence for a live update');
-      }
-    }
-  }
-  const wantsAgent = (agentId: string) =>
-    [...clients].some((c) => (c.view.view === 'overview' && c.view.agentIds.has(agentId)) || (c.view.view === 'agent' && c.view.agentId === agentId));
-  function agentFrameFor(view: LiveView, agentId: string, frames: NonNullable<ChangeEntry['frames']>): LiveFrame | undefined {
-    if (view.view === 'overview' && view.agentIds.has(agentId)) return frames.overview;
-    if (view.view === 'agent' && view.agentId === agentId) return frames.agent;
-    return undefined;
-  }
-
-  /** Presence that also rings the bus when a connection comes, changes its subscription, or goes. */
-  function observePresence(inner: Presence): Presence {
-    return ringingPresence(inner, (record) => {
-      const message: LiveBusMessage = { type: 'live', topic: 'agent', agentId: record.agentId, agentName: record.agentName, connectedAt: record.connectedAt };
-      deps.bus.publish(message).catch(() => onBus(message));
-    });
-  }
-
-  /** Agents whose records expired (their replica died) remove nothing: compare listings while someone watches. */
-  let snapshot: Map<string, { name: string; ids: string; connectedAt: string }> | undefined;
-  async function sweepPresence(): Promise<void> {
-    if (clients.size === 0 || deps.presence.kind !== 'redis') {
-      snapshot = undefined;
-      return;
-    }
-    const now = new Map<string, { name: string; ids: string[]; connectedAt: string }>();
-    for (const r of await deps.presence.list()) {
-      const a = now.get(r.agentId) ?? { name: r.agentName, ids: [], connectedAt: r.connectedAt };
-      a.ids.push(r.connectionId);
-      now.set(r.agentId, a);
-    }
-    const next = new Map([...now].map(([id, a]) => [id, { name: a.name, ids: a.ids.sort().join(','), connectedAt: a.connectedAt }]));
-    if (snapshot) {
-      for (const [id, before] of snapshot) {
-        if (next.get(id)?.ids !== before.ids) agentChanged({ type: 'live', topic: 'agent', agentId: id, agentName: before.name, connectedAt: before.connectedAt });
-      }
-    }
-    snapshot = next;
-  }
+  const agents = createLiveAgents({ bus: deps.bus, presence: deps.presence, log, clients, frame, remember, broadcast, coalesceMs: COALESCE_MS });
 
   // --- deployments --------------------------------------------------------------------------
 
@@ -308,7 +218,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   // --- the bus ------------------------------------------------------------------------------
 
   function onBus(message: LiveBusMessage): void {
-    if (message.topic === 'agent') agentChanged(message);
+    if (message.topic === 'agent') agents.changed(message);
     else {
       for (const id of message.eventIds) (message.deliveriesOnly ? pendingDeliveries : pendingDeployments).add(id);
       deploymentTimer ??= setTimeout(() => void flushDeployments(), COALESCE_MS);
@@ -347,8 +257,8 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     for (const entry of memory.changesNow()) {
       if (entry.at < from.at - REPLAY_MARGIN_MS) continue;
       if (entry.change.topic === 'agent') {
-        const frames = await renderAgent(entry as ChangeEntry & { change: AgentChange });
-        const f = agentFrameFor(view, entry.change.agentId, frames);
+        const frames = await agents.render(entry as ChangeEntry & { change: AgentChange });
+        const f = agents.frameFor(view, entry.change.agentId, frames);
         if (f) out.push(f);
       } else if (view.view === 'overview' && entry.frames?.overview) {
         out.push(entry.frames.overview);
@@ -372,7 +282,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   }, TICK_MS);
   tick.unref();
   const sweep = setInterval(() => {
-    sweepPresence().catch((err: Error) => log.debug({ err: err.message }, 'status page: presence sweep failed'));
+    agents.sweep().catch((err: Error) => log.debug({ err: err.message }, 'status page: presence sweep failed'));
   }, SWEEP_MS);
   sweep.unref();
   const sessionCheck = setInterval(() => {
@@ -404,7 +314,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
       };
     },
 
-    observePresence,
+    observePresence: agents.observePresence,
 
     /** Where the feed stands: the page puts this in its live URL, so that nothing falls between render and connect. */
     position,
@@ -473,7 +383,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
       clearInterval(tick);
       clearInterval(sweep);
       clearInterval(sessionCheck);
-      if (agentTimer) clearTimeout(agentTimer);
+      agents.close();
       if (deploymentTimer) clearTimeout(deploymentTimer);
       for (const c of Array.from(clients)) endClient(c, 'shutdown');
     },
