@@ -186,11 +186,19 @@ describe('deployments and commit statuses', () => {
     const outOfRange = await push(gw, agent, project, newSha(), 'refs/tags/v2.0.0');
     await eventually(() => eventOf(gw, outOfRange), (e) => e.deliveries.length === 1);
     const deployed = async (id: string) => (await eventOf(gw, id)).deployments.map((d) => d.object.name);
-    expect(await deployed(toMain)).toEqual(['on-main']);
-    expect(await deployed(toMaster)).toEqual(['on-master']);
-    expect(await deployed(toOther)).toEqual([]);
-    expect(await deployed(inRange)).toEqual(['on-tags']);
-    expect(await deployed(outOfRange)).toEqual([]);
+    const all = async () => ({
+      toMain: await deployed(toMain),
+      toMaster: await deployed(toMaster),
+      toOther: await deployed(toOther),
+      inRange: await deployed(inRange),
+      outOfRange: await deployed(outOfRange),
+    });
+    const expected = { toMain: ['on-main'], toMaster: ['on-master'], toOther: [], inRange: ['on-tags'], outOfRange: [] };
+    // A delivery is recorded before its deployments are made (deliveries.ts): wait for them, then
+    // once more after the writer's next rounds, so that a wrong one made late is seen too.
+    await eventually(all, (seen) => JSON.stringify(seen) === JSON.stringify(expected));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await all()).toEqual(expected);
     await agent.close();
   });
 
