@@ -158,7 +158,6 @@ export function createEventLog(
     return rows[0]!.horizon;
   }
 
-
   return {
     /**
      * Stores one delivery's events (each deduplicated by its idempotency key), all or none, with

@@ -95,8 +95,8 @@ export type LoggedEventRow = EventRow & { user_username: string | null; delivere
  * How many agents an event was delivered to (the contract's count: agents, not frames; an agent
  * that got it twice, on two connections or by replay, counts once), from its delivery lists.
  */
-export const deliveredAgentsOf = (eventId: string): string =>
-  `(SELECT count(DISTINCT u.agent_id)::int FROM event_deliveries d CROSS JOIN LATERAL unnest(d.agent_ids) AS u(agent_id) WHERE d.event_id = ${eventId})`;
+export const deliveredAgentsOf = (eventIdSql: string): string =>
+  `(SELECT count(DISTINCT u.agent_id)::int FROM event_deliveries d CROSS JOIN LATERAL unnest(d.agent_ids) AS u(agent_id) WHERE d.event_id = ${eventIdSql})`;
 
 export const LOGGED_EVENT_COLUMNS = `${EVENT_COLUMNS}, user_username, ${deliveredAgentsOf('push_events.id')} AS delivered_count`;
 

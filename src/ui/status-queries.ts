@@ -14,7 +14,6 @@ export interface AgentSummary {
   lastConnectedAt: string | null;
 }
 
-
 export interface Page<T> {
   items: T[];
   /** There are rows before the first item / after the last one (in the page's order). */

@@ -34,7 +34,7 @@ export function refCell(ref: string): Html {
   return html`<span class="mono" title="${ref}">${r.name}</span>${r.tag ? html` <span class="tag">tag</span>` : ''}`;
 }
 
-/** The event page's words for how many frames went out. */
+/** The event page's words for how many agents it reached. */
 export const deliveredLong = (n: number): string => (n === 0 ? 'No agent has received it yet.' : `Delivered to ${plural(n, 'agent')}.`);
 
 export function deliveredText(n: number): string {
