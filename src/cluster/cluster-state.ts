@@ -1,5 +1,5 @@
 /**
- * Cluster state as agents report it: `status` frames in (routes/agent-socket.ts), objects in
+ * Cluster state as agents report it: `status` frames in (routes/agent-connection.ts), objects in
  * Postgres (object-store.ts), deployments moved in the same transaction (deployments/tracker.ts).
  *
  * All of an agent's status work goes through one queue. A writer takes the queues of up to

@@ -1,6 +1,6 @@
 /**
  * The kasgate.v1 agent protocol: JSON text frames over a WebSocket.
- * The gateway (src/fanout, src/routes/agent-socket.ts) and the in-cluster agent (src/agent)
+ * The gateway (src/fanout, src/routes/agent-socket.ts and agent-connection.ts) and the in-cluster agent (src/agent)
  * both import this module and nothing else of each other.
  */
 import { z } from 'zod';
